@@ -1,0 +1,17 @@
+//! gatehouse: an identity-aware reverse proxy on Pingora.
+//!
+//! Pure core (`config`, `path`, `routes`) and I/O at the edge (`proxy`, `listeners`,
+//! `upstreams`, `admin`, `supervisor`, `server`). See DESIGN.md for the request path.
+
+pub mod admin;
+pub mod config;
+pub mod listeners;
+pub mod logging;
+pub mod metrics;
+pub mod path;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod snapshot;
+pub mod supervisor;
+pub mod upstreams;

@@ -1,0 +1,103 @@
+//! The per-request context carried through Pingora's phases.
+
+use std::{net::IpAddr, sync::Arc, time::Instant};
+
+use crate::{
+    snapshot::{InFlight, Snapshot},
+    upstreams::Selected,
+};
+
+/// State of one request, created by `new_ctx` and filled in by the phases.
+pub struct RequestCtx {
+    /// The snapshot this request is decided and forwarded with (taken once, at the start).
+    pub snapshot: Option<Arc<Snapshot>>,
+    request_id: RequestId,
+    /// The matched route's index.
+    pub route: Option<usize>,
+    /// The canonical path + query when it differs from what the client sent, or when a
+    /// rewrite applies; None: forward the request target unchanged.
+    pub canonical_target: Option<String>,
+    /// Length of the route's matched prefix in the canonical path (for `prefix_rewrite`).
+    pub matched_prefix_len: usize,
+    /// The backend chosen for the current attempt.
+    pub selected: Option<Selected>,
+    /// Backends already tried (bitmask of target indexes).
+    pub tried: u64,
+    /// The public listener speaks TLS.
+    pub tls: bool,
+    /// The client's IP: the TCP peer, or from X-Forwarded-For when the peer is trusted.
+    pub client_ip: Option<IpAddr>,
+    /// The TCP peer is in `trusted_proxies`.
+    pub peer_trusted: bool,
+    /// The request asks for a protocol upgrade the route allows.
+    pub upgrade: bool,
+    /// Status of a response gatehouse answered itself (0 if none).
+    pub status: u16,
+    pub started: Instant,
+    _in_flight: InFlight,
+}
+
+/// A request id: generated (fixed-size, no allocation) or kept from a trusted peer.
+enum RequestId {
+    Generated([u8; 32]),
+    Kept(String),
+}
+
+// === impl RequestCtx ===
+
+impl RequestCtx {
+    /// A fresh context with a generated request id.
+    pub fn new(tls: bool, in_flight: InFlight) -> RequestCtx {
+        RequestCtx {
+            snapshot: None,
+            request_id: RequestId::generate(),
+            route: None,
+            canonical_target: None,
+            matched_prefix_len: 0,
+            selected: None,
+            tried: 0,
+            tls,
+            client_ip: None,
+            peer_trusted: false,
+            upgrade: false,
+            status: 0,
+            started: Instant::now(),
+            _in_flight: in_flight,
+        }
+    }
+
+    /// The request id (32 lower-case hex digits when generated).
+    pub fn request_id(&self) -> &str {
+        match &self.request_id {
+            // Hex digits are ASCII, so this cannot fail; an empty id is the fallback.
+            RequestId::Generated(bytes) => std::str::from_utf8(bytes).unwrap_or(""),
+            RequestId::Kept(id) => id,
+        }
+    }
+
+    /// Keeps a request id sent by a trusted peer, if it is a short printable token.
+    pub fn keep_request_id(&mut self, id: &[u8]) {
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if ok {
+            if let Ok(id) = std::str::from_utf8(id) {
+                self.request_id = RequestId::Kept(id.to_owned());
+            }
+        }
+    }
+}
+
+impl RequestId {
+    fn generate() -> RequestId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n: u128 = rand::random();
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = HEX[((n >> (4 * (31 - i))) & 0xf) as usize];
+        }
+        RequestId::Generated(out)
+    }
+}

@@ -1,0 +1,183 @@
+//! Header rules: what is stripped from client requests, what is added for upstreams, and the
+//! response headers gatehouse sets.
+
+use std::net::IpAddr;
+
+use http::{header, HeaderName, HeaderValue};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use crate::{config::ProxyAction, upstreams::Target};
+
+/// Client-sent headers that assert identity: never forwarded, on any route.
+fn asserts_identity(name: &str) -> bool {
+    name.starts_with("x-gatehouse-")
+        || name.starts_with("x-pomerium-")
+        || name.starts_with("x-auth-request-")
+        || matches!(
+            name,
+            "x-forwarded-user"
+                | "x-forwarded-email"
+                | "x-forwarded-groups"
+                | "x-forwarded-preferred-username"
+                | "x-forwarded-access-token"
+                | "remote-user"
+                | "x-remote-user"
+                | "x-webauth-user"
+        )
+}
+
+/// Client-sent headers that describe the connection or the original request: believed
+/// only from trusted proxies.
+fn describes_forwarding(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-forwarded-port"
+            | "x-forwarded-prefix"
+            | "x-forwarded-uri"
+            | "x-forwarded-server"
+            | "x-real-ip"
+            | "forwarded"
+            | "x-original-uri"
+            | "x-original-url"
+            | "x-original-host"
+            | "x-original-method"
+            | "x-rewrite-url"
+            | "x-client-ip"
+            | "true-client-ip"
+            | "x-cluster-client-ip"
+            | "x-request-id"
+    )
+}
+
+/// Removes identity headers always, and forwarding headers unless the peer is trusted.
+/// Allocates only when something must go.
+pub(super) fn strip_client_headers(req: &mut RequestHeader, peer_trusted: bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in req.headers.keys() {
+        let n = name.as_str();
+        if asserts_identity(n) || (!peer_trusted && describes_forwarding(n)) {
+            doomed.push(name.clone());
+        }
+    }
+    for name in &doomed {
+        req.remove_header(name);
+    }
+}
+
+/// The client IP: the TCP peer, or — when the peer is a trusted proxy — the rightmost
+/// address in X-Forwarded-For that is not itself trusted.
+pub(super) fn client_ip(
+    req: &RequestHeader,
+    peer: Option<IpAddr>,
+    trusted: &[ipnet::IpNet],
+) -> (Option<IpAddr>, bool) {
+    let Some(peer) = peer else {
+        return (None, false);
+    };
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return (Some(peer), false);
+    }
+    let mut ip = peer;
+    for value in req.headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(value) = value.to_str() else { break };
+        for hop in value.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(hop) => {
+                    ip = hop;
+                    if !is_trusted(&hop) {
+                        return (Some(ip), true);
+                    }
+                }
+                Err(_) => return (Some(ip), true),
+            }
+        }
+    }
+    (Some(ip), true)
+}
+
+/// Sets Host, X-Forwarded-*, X-Request-Id and the route's request header operations on the
+/// upstream request. `original_host` is the client's Host / :authority.
+pub(super) fn prepare_upstream_request(
+    up: &mut RequestHeader,
+    action: &ProxyAction,
+    target: &Target,
+    original_host: Option<&HeaderValue>,
+    peer: Option<IpAddr>,
+    peer_trusted: bool,
+    tls: bool,
+    request_id: &str,
+) -> pingora_error::Result<()> {
+    if let Some(host) = &action.host_rewrite {
+        up.insert_header(header::HOST, host.as_str())?;
+    } else if !action.preserve_host_header {
+        up.insert_header(header::HOST, target.authority.as_str())?;
+    } else if let Some(h) = original_host {
+        up.insert_header(header::HOST, h.clone())?;
+    }
+    if let Some(peer) = peer {
+        let xff = match up
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(chain) if peer_trusted => format!("{chain}, {peer}"),
+            _ => peer.to_string(),
+        };
+        up.insert_header("x-forwarded-for", xff)?;
+    }
+    if !(peer_trusted && up.headers.contains_key("x-forwarded-proto")) {
+        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    }
+    if !(peer_trusted && up.headers.contains_key("x-forwarded-host")) {
+        if let Some(h) = original_host {
+            up.insert_header("x-forwarded-host", h.clone())?;
+        }
+    }
+    up.insert_header("x-request-id", request_id)?;
+    for name in &action.remove_request_headers {
+        up.remove_header(name);
+    }
+    for (name, value) in &action.set_request_headers {
+        up.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(())
+}
+
+/// gatehouse's default response headers (routes may override them).
+pub(super) fn add_security_headers(
+    resp: &mut ResponseHeader,
+    tls: bool,
+) -> pingora_error::Result<()> {
+    resp.insert_header("x-frame-options", "SAMEORIGIN")?;
+    resp.insert_header("x-content-type-options", "nosniff")?;
+    if tls {
+        resp.insert_header(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        )?;
+    }
+    Ok(())
+}
+
+/// Security headers, then the route's `set_response_headers` (an empty value removes).
+pub(super) fn apply_response_headers(
+    resp: &mut ResponseHeader,
+    action: &ProxyAction,
+    tls: bool,
+    request_id: &str,
+) -> pingora_error::Result<()> {
+    add_security_headers(resp, tls)?;
+    for (name, value) in &action.set_response_headers {
+        if value.is_empty() {
+            resp.remove_header(name);
+        } else {
+            resp.insert_header(name.clone(), value.clone())?;
+        }
+    }
+    resp.insert_header("x-request-id", request_id)?;
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Process wiring: the Pingora server with the public proxy, the optional http→https
+//! redirect listener, the admin listener and the supervisor.
+
+use std::{path::Path, sync::Arc};
+
+use pingora_core::{
+    apps::http_app::HttpServer,
+    apps::HttpServerOptions,
+    protocols::http::v2::server::H2Options,
+    server::{configuration::Opt, configuration::ServerConf, Server},
+    services::{background::background_service, listening::Service},
+};
+
+use crate::{
+    admin::{Admin, HttpsRedirect},
+    config, listeners,
+    metrics::Metrics,
+    proxy::Gatehouse,
+    snapshot::{Shared, Snapshot},
+    supervisor::Supervisor,
+};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    #[error("{0}")]
+    Build(#[from] crate::snapshot::BuildError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Options of `gatehouse run` that are not in the config file.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// Take over the listening sockets of a running instance (Pingora graceful upgrade).
+    pub upgrade: bool,
+    /// Unix socket path used to hand over listeners on upgrade.
+    pub upgrade_sock: Option<String>,
+    /// PID file path.
+    pub pid_file: Option<String>,
+}
+
+/// Loads the config at `path`, builds everything and serves until shutdown. Never returns
+/// on success.
+pub fn run(path: &Path, options: RunOptions) -> Result<(), StartError> {
+    let loaded = config::load(path)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{}: {warning}", path.display());
+    }
+    let metrics = Metrics::new()?;
+    let snapshot = Snapshot::build(loaded.config, 1, None, &metrics)?;
+    let config = snapshot.config.clone();
+    let shared = Arc::new(Shared::new(snapshot, metrics, path.to_path_buf()));
+
+    let mut conf = ServerConf {
+        threads: if config.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.threads
+        },
+        grace_period_seconds: Some(config.shutdown_grace_period.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    if let Some(sock) = options.upgrade_sock {
+        conf.upgrade_sock = sock;
+    }
+    if let Some(pid) = options.pid_file {
+        conf.pid_file = pid;
+    }
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+
+    let tls = !config.insecure_server;
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gatehouse::new(Arc::clone(&shared), tls),
+        "gatehouse",
+    );
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = !tls;
+        app.server_options = Some(options);
+        app.h2_options = Some(h2_options());
+    }
+    let address = config.address.to_string();
+    if tls {
+        let settings =
+            listeners::tls_settings(Arc::clone(&shared), config.downstream_mtls.as_ref())
+                .map_err(StartError::Tls)?;
+        proxy.add_tls_with_settings(&address, None, settings);
+    } else {
+        proxy.add_tcp(&address);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = config.http_redirect_addr {
+        let mut redirect = Service::new(
+            "http redirect".to_owned(),
+            HttpServer::new_app(HttpsRedirect),
+        );
+        redirect.add_tcp(&addr.to_string());
+        server.add_service(redirect);
+    }
+    if let Some(addr) = config.metrics_address {
+        let mut admin = Service::new(
+            "admin".to_owned(),
+            HttpServer::new_app(Admin::new(Arc::clone(&shared))),
+        );
+        admin.threads = Some(1);
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
+    }
+    let mut supervisor = background_service("supervisor", Supervisor::new(shared));
+    supervisor.threads = Some(1);
+    server.add_service(supervisor);
+    tracing::info!(%address, tls, "gatehouse starting");
+    server.run_forever()
+}
+
+/// Explicit HTTP/2 limits (SECURITY.md principle 8).
+fn h2_options() -> H2Options {
+    let mut h2 = pingora_core::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(128)
+        .max_header_list_size(64 * 1024)
+        .initial_window_size(1 << 20)
+        .max_send_buffer_size(1 << 20)
+        .max_pending_accept_reset_streams(32)
+        .max_local_error_reset_streams(Some(256));
+    h2
+}

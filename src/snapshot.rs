@@ -1,0 +1,198 @@
+//! The immutable state every request reads: validated config, compiled route table,
+//! backend pools and pre-resolved metric handles. A reload builds a new snapshot and swaps
+//! it in atomically; requests in flight keep the one they started with.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::ArcSwap;
+
+use crate::{
+    config::{Config, RouteAction},
+    listeners::CertificateStore,
+    metrics::{Metrics, RouteCounters},
+    routes::RouteTable,
+    upstreams::{Pool, PoolError},
+};
+
+/// Why a validated config could not become a snapshot (resolution, key material).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("routes[{route}]: {source}")]
+    Pool { route: usize, source: PoolError },
+    #[error("certificates: {0}")]
+    Certificates(String),
+}
+
+/// One generation of the running configuration.
+pub struct Snapshot {
+    /// Increases by one with every successful load; part of every cache key.
+    pub generation: u64,
+    pub config: Config,
+    pub routes: RouteTable,
+    /// Backend pool per route index (None for redirect/response routes).
+    pub pools: Vec<Option<Arc<Pool>>>,
+    /// Request counters per route index, plus one last entry for requests without a route.
+    pub counters: Vec<RouteCounters>,
+    /// Server certificates chosen by SNI.
+    pub certificates: Arc<CertificateStore>,
+}
+
+/// Process-wide state shared by all services.
+pub struct Shared {
+    current: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    pub config_path: PathBuf,
+    next_generation: AtomicU64,
+    /// Set once the public listener accepts connections.
+    pub listening: AtomicBool,
+    in_flight: AtomicU64,
+}
+
+/// Counts one request as in flight until dropped (for the SIGTERM drain).
+pub struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Builds a snapshot from a validated config, reusing the pools of `previous` whose
+    /// settings did not change (so their health state survives a reload).
+    pub fn build(
+        config: Config,
+        generation: u64,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+    ) -> Result<Snapshot, BuildError> {
+        let routes = RouteTable::new(&config.routes);
+        let mut pools = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let RouteAction::Proxy(action) = &route.action else {
+                pools.push(None);
+                continue;
+            };
+            let fingerprint = format!("{action:?}");
+            let reused = previous.and_then(|p| {
+                p.pools
+                    .iter()
+                    .flatten()
+                    .find(|pool| pool.same_settings(&fingerprint))
+                    .cloned()
+            });
+            let pool = match reused {
+                Some(pool) => pool,
+                None => Arc::new(Pool::build(action, fingerprint).map_err(|source| {
+                    BuildError::Pool {
+                        route: route.index,
+                        source,
+                    }
+                })?),
+            };
+            pools.push(Some(pool));
+        }
+        let mut counters: Vec<RouteCounters> = config
+            .routes
+            .iter()
+            .map(|r| metrics.route_counters(&r.name))
+            .collect();
+        counters.push(metrics.route_counters("none"));
+        let certificates = Arc::new(
+            CertificateStore::new(&config.certificates).map_err(BuildError::Certificates)?,
+        );
+        Ok(Snapshot {
+            generation,
+            config,
+            routes,
+            pools,
+            counters,
+            certificates,
+        })
+    }
+
+    /// Counters for a route index, or the "no route" counters for `None`.
+    pub fn counters(&self, route: Option<usize>) -> &RouteCounters {
+        let last = self.counters.len() - 1;
+        &self.counters[route.unwrap_or(last).min(last)]
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// Wraps the first snapshot (generation 1).
+    pub fn new(first: Snapshot, metrics: Metrics, config_path: PathBuf) -> Shared {
+        metrics.config_last_reload_success.set(1);
+        metrics
+            .config_last_reload_success_timestamp_seconds
+            .set(unix_now());
+        Shared {
+            next_generation: AtomicU64::new(first.generation + 1),
+            current: ArcSwap::from_pointee(first),
+            metrics,
+            config_path,
+            listening: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks a request in flight until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// Requests currently in flight.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The snapshot new requests use.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Takes a generation number for a snapshot about to be built.
+    pub fn take_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Installs a new snapshot and records the successful reload.
+    pub fn install(&self, next: Snapshot) {
+        self.current.store(Arc::new(next));
+        self.metrics.config_last_reload_success.set(1);
+        self.metrics
+            .config_last_reload_success_timestamp_seconds
+            .set(unix_now());
+        self.metrics
+            .config_reloads_total
+            .with_label_values(&["success"])
+            .inc();
+    }
+
+    /// Records a rejected reload; the current snapshot keeps serving.
+    pub fn reject(&self) {
+        self.metrics.config_last_reload_success.set(0);
+        self.metrics
+            .config_reloads_total
+            .with_label_values(&["failure"])
+            .inc();
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
