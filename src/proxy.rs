@@ -92,16 +92,16 @@ impl Gatehouse {
         match &route.action {
             RouteAction::Redirect(r) => Next::Redirect(
                 r.response_code,
-                redirect_location(r, self.tls, &authority, &canonical),
+                redirect_location(r, self.tls, &authority, &canonical, matched_prefix_len(route)),
             ),
             RouteAction::Response(r) => Next::Static(r.status, r.body.clone()),
             RouteAction::Proxy(action) => {
-                ctx.matched_prefix_len = match &route.path {
-                    PathMatch::Prefix(p) if p != "/" => p.len(),
-                    _ => 0,
+                ctx.matched_prefix_len = matched_prefix_len(route);
+                let rewritten = match rewrite_path(action, &canonical.path, ctx.matched_prefix_len)
+                {
+                    Ok(r) => r,
+                    Err(reason) => return Next::Answer(400, Some(reason)),
                 };
-                let rewritten =
-                    rewrite_path(route, action, &canonical.path, ctx.matched_prefix_len);
                 let changed = rewritten.is_some()
                     || matches!(canonical.path, std::borrow::Cow::Owned(_))
                     || target.as_bytes() != req.raw_path();
@@ -140,31 +140,48 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
     }
 }
 
-/// `prefix_rewrite` (replacing the matched prefix) or `regex_rewrite`; None: unchanged.
+/// Length of the route's `prefix` (0 for other matchers and for `/`).
+fn matched_prefix_len(route: &Route) -> usize {
+    match &route.path {
+        PathMatch::Prefix(p) if p != "/" => p.len(),
+        _ => 0,
+    }
+}
+
+/// `prefix_rewrite` (replacing the matched prefix) or `regex_rewrite`; `Ok(None)`: unchanged.
+/// A rewritten path is canonicalized again, so a substitution cannot produce what request
+/// hygiene refuses; such a result is an error.
 fn rewrite_path(
-    route: &Route,
     action: &ProxyAction,
     path: &str,
     prefix_len: usize,
-) -> Option<String> {
-    if let Some(replacement) = &action.prefix_rewrite {
-        let rest = &path[prefix_len.min(path.len())..];
-        let _ = route;
-        let joined = match (replacement.ends_with('/'), rest.starts_with('/')) {
-            (true, true) => format!("{replacement}{}", &rest[1..]),
-            (false, false) if !rest.is_empty() => format!("{replacement}/{rest}"),
-            _ => format!("{replacement}{rest}"),
-        };
-        return Some(if joined.is_empty() {
-            "/".to_owned()
-        } else {
-            joined
-        });
+) -> Result<Option<String>, &'static str> {
+    let rewritten = if let Some(replacement) = &action.prefix_rewrite {
+        replace_prefix(replacement, path, prefix_len)
+    } else if let Some((pattern, substitution)) = &action.regex_rewrite {
+        pattern.replace(path, substitution.as_str()).into_owned()
+    } else {
+        return Ok(None);
+    };
+    match path::canonicalize(&rewritten) {
+        Ok(c) if c.query.is_none() && !c.has_path_parameters => Ok(Some(c.path.into_owned())),
+        _ => Err("rewrite-produced-invalid-path"),
     }
-    if let Some((pattern, substitution)) = &action.regex_rewrite {
-        return Some(pattern.replace(path, substitution.as_str()).into_owned());
+}
+
+/// `replacement` followed by what comes after the matched prefix, joined by one `/`.
+fn replace_prefix(replacement: &str, path: &str, prefix_len: usize) -> String {
+    let rest = &path[prefix_len.min(path.len())..];
+    let joined = match (replacement.ends_with('/'), rest.starts_with('/')) {
+        (true, true) => format!("{replacement}{}", &rest[1..]),
+        (false, false) if !rest.is_empty() => format!("{replacement}/{rest}"),
+        _ => format!("{replacement}{rest}"),
+    };
+    if joined.is_empty() {
+        "/".to_owned()
+    } else {
+        joined
     }
-    None
 }
 
 /// The `Location` of a `redirect` route, as Pomerium builds it.
@@ -173,6 +190,7 @@ fn redirect_location(
     tls: bool,
     authority: &request::Authority<'_>,
     canonical: &path::CanonicalTarget<'_>,
+    prefix_len: usize,
 ) -> String {
     let scheme = if r.https_redirect {
         "https"
@@ -202,7 +220,7 @@ fn redirect_location(
     let path = if let Some(p) = &r.path_redirect {
         p.clone()
     } else if let Some(p) = &r.prefix_rewrite {
-        format!("{p}{}", canonical.path.trim_start_matches('/'))
+        replace_prefix(p, &canonical.path, prefix_len)
     } else {
         canonical.path.to_string()
     };

@@ -150,7 +150,7 @@ pub(super) fn build(
     let regex_rewrite = match (regex_rewrite_pattern, regex_rewrite_substitution) {
         (Some(pattern), Some(substitution)) => report
             .check(&k("regex_rewrite_pattern"), compile_regex(&pattern))
-            .map(|re| (re, substitution)),
+            .map(|re| (re, envoy_substitution(&substitution))),
         (Some(_), None) => {
             report.error(
                 &k("regex_rewrite_pattern"),
@@ -183,6 +183,17 @@ pub(super) fn build(
         (&k("tls_client_key"), tls_client_key),
         (&k("tls_client_key_file"), tls_client_key_file),
     );
+    if !tls_skip_verify.unwrap_or(false) && tls_server_name.is_none() {
+        for (i, url) in to.iter().enumerate() {
+            if url.scheme == UpstreamScheme::Https && url.host.parse::<std::net::IpAddr>().is_ok() {
+                report.error(
+                    &format!("{}[{i}]", k("to")),
+                    "an https upstream given by IP address needs tls_server_name (a DNS name in \
+                     its certificate) or tls_skip_verify; certificates are verified by name",
+                );
+            }
+        }
+    }
     let tls = UpstreamTls {
         skip_verify: tls_skip_verify.unwrap_or(false),
         server_name: tls_server_name
@@ -441,4 +452,26 @@ fn http_check(p: &str, file: FileHttpHealthCheck, report: &mut Report) -> Option
         path: path?,
         expected_statuses: ranges,
     })
+}
+
+/// Pomerium (through Envoy) writes capture references as `\1`; the regex crate as `${1}`.
+/// A literal `$` must not start a reference, so it becomes `$$`.
+fn envoy_substitution(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                out.push_str("${");
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    out.push(d);
+                    chars.next();
+                }
+                out.push('}');
+            }
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out
 }

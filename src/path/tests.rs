@@ -328,7 +328,10 @@ proptest! {
                 matches!(first.path, Cow::Borrowed(_)),
                 first.path == received
             );
-            prop_assert_eq!(second.has_path_parameters, first.has_path_parameters);
+            // The flag of the first pass is conservative: it stays set when `..` removed the
+            // segment with the `;`. The canonical output's own flag is exact.
+            prop_assert_eq!(second.has_path_parameters, first.path.contains(';'));
+            prop_assert!(!second.has_path_parameters || first.has_path_parameters);
         }
     }
 

@@ -170,6 +170,7 @@ pub(super) fn apply_response_headers(
     tls: bool,
     request_id: &str,
 ) -> pingora_error::Result<()> {
+    strip_hop_by_hop(resp);
     add_security_headers(resp, tls)?;
     for (name, value) in &action.set_response_headers {
         if value.is_empty() {
@@ -180,4 +181,32 @@ pub(super) fn apply_response_headers(
     }
     resp.insert_header("x-request-id", request_id)?;
     Ok(())
+}
+
+/// Removes hop-by-hop fields of an upstream response and every field its `Connection`
+/// header names (a 101 keeps `Connection`/`Upgrade`, which the upgrade needs).
+fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+    let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for value in resp.headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',') {
+            let token = token.trim();
+            if switching && token.eq_ignore_ascii_case("upgrade") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+                doomed.push(name);
+            }
+        }
+    }
+    for name in doomed {
+        resp.remove_header(&name);
+    }
+    for name in ["keep-alive", "proxy-connection", "te", "trailer"] {
+        resp.remove_header(name);
+    }
+    if !switching {
+        resp.remove_header(&header::CONNECTION);
+    }
 }

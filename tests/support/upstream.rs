@@ -1,0 +1,399 @@
+//! An echo upstream on 127.0.0.1:0 (plain or TLS), hand-written HTTP/1.1 so it sees and
+//! reports exactly what arrived: request line, raw header names in order, body length and
+//! SHA-256. Also: a `/health` toggle, delays, `/bytes/N` downloads, WebSocket echo.
+//!
+//! Paths it knows:
+//! - `/health` → 200 or 503 (`set_healthy`); not counted in `hits`, not recorded.
+//! - `/bytes/N` → N bytes of `pattern(N)`.
+//! - `/hop` → the echo, plus `Connection: X-Up-Private`, `X-Up-Private: 1`, `Keep-Alive`.
+//! - anything with `Upgrade: websocket` → 101 and a frame echo.
+//! - anything else → the JSON echo. A `delay_ms=N` query parameter (or `set_delay`) delays it.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    net::TcpListener,
+    task::JoinHandle,
+};
+use tokio_tungstenite::{
+    tungstenite::{handshake::derive_accept_key, protocol::Role, Message},
+    WebSocketStream,
+};
+
+/// The deterministic content of `/bytes/N` and of test uploads.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+        .collect()
+}
+
+/// Hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+struct State {
+    name: String,
+    healthy: AtomicBool,
+    delay_ms: AtomicU64,
+    hits: AtomicUsize,
+    inflight: AtomicUsize,
+    health_checks: AtomicUsize,
+    requests: Mutex<Vec<Value>>,
+}
+
+/// A running echo upstream; stops on drop.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    tls: bool,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Starts a plain HTTP echo upstream called `name`.
+    pub async fn start(name: &str) -> Upstream {
+        Self::spawn(name, None).await
+    }
+
+    /// Starts a TLS echo upstream presenting `leaf`.
+    pub async fn start_tls(name: &str, leaf: &super::tls::Leaf) -> Upstream {
+        Self::spawn(name, Some(leaf.acceptor())).await
+    }
+
+    async fn spawn(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(State {
+            name: name.to_string(),
+            healthy: AtomicBool::new(true),
+            delay_ms: AtomicU64::new(0),
+            hits: AtomicUsize::new(0),
+            inflight: AtomicUsize::new(0),
+            health_checks: AtomicUsize::new(0),
+            requests: Mutex::new(Vec::new()),
+        });
+        let is_tls = tls.is_some();
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        Some(acc) => {
+                            if let Ok(s) = acc.accept(sock).await {
+                                let _ = serve(s, st).await;
+                            }
+                        }
+                        None => {
+                            let _ = serve(sock, st).await;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream {
+            addr,
+            tls: is_tls,
+            state,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (or `https://`).
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Whether `/health` answers 200 (true) or 503.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.state.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    /// Delay before every (non-health) response.
+    pub fn set_delay(&self, d: Duration) {
+        self.state
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Requests received, `/health` excluded.
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Requests currently being answered.
+    pub fn inflight(&self) -> usize {
+        self.state.inflight.load(Ordering::SeqCst)
+    }
+
+    /// `/health` requests received.
+    pub fn health_checks(&self) -> usize {
+        self.state.health_checks.load(Ordering::SeqCst)
+    }
+
+    /// Every recorded request (the JSON echo of each), oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The most recent recorded request.
+    pub fn last(&self) -> Value {
+        self.requests()
+            .pop()
+            .unwrap_or_else(|| panic!("upstream {} received no request", self.name()))
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Values of header `name` (case-insensitive) in a recorded request.
+pub fn header_values(req: &Value, name: &str) -> Vec<String> {
+    req["headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .filter_map(|h| h[1].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The single value of header `name` in a recorded request (panics if several).
+pub fn header_value(req: &Value, name: &str) -> Option<String> {
+    let v = header_values(req, name);
+    assert!(
+        v.len() <= 1,
+        "header {name} present {} times: {req}",
+        v.len()
+    );
+    v.into_iter().next()
+}
+
+async fn serve<S>(stream: S, st: Arc<State>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut rd = BufReader::new(stream);
+    loop {
+        let mut head_lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if rd.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            if line.is_empty() {
+                if head_lines.is_empty() {
+                    continue; // stray CRLF between requests
+                }
+                break;
+            }
+            head_lines.push(line);
+        }
+        let request_line = head_lines.remove(0);
+        let headers: Vec<(String, String)> = head_lines
+            .iter()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.to_string(), v.trim().to_string()))
+            .collect();
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let version = parts.next().unwrap_or_default().to_string();
+
+        if target == "/health" {
+            st.health_checks.fetch_add(1, Ordering::SeqCst);
+            let (code, text) = if st.healthy.load(Ordering::SeqCst) {
+                (200, "OK")
+            } else {
+                (503, "Service Unavailable")
+            };
+            let resp = format!("HTTP/1.1 {code} {text}\r\nContent-Length: 2\r\n\r\nok");
+            rd.get_mut().write_all(resp.as_bytes()).await?;
+            continue;
+        }
+
+        let (body_len, body_sha) = read_body(&mut rd, &get).await?;
+        st.hits.fetch_add(1, Ordering::SeqCst);
+        let record = json!({
+            "name": st.name,
+            "request_line": request_line,
+            "method": method,
+            "path": target,
+            "version": version,
+            "headers": headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
+            "body_len": body_len,
+            "body_sha256": body_sha,
+        });
+        st.requests.lock().unwrap().push(record.clone());
+
+        if get("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+            let key = get("sec-websocket-key").unwrap_or_default();
+            let resp = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                derive_accept_key(key.as_bytes())
+            );
+            rd.get_mut().write_all(resp.as_bytes()).await?;
+            let ws = WebSocketStream::from_raw_socket(rd.into_inner(), Role::Server, None).await;
+            return ws_echo(ws).await;
+        }
+
+        st.inflight.fetch_add(1, Ordering::SeqCst);
+        let query_delay = target
+            .split_once('?')
+            .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("delay_ms=")))
+            .and_then(|v| v.parse::<u64>().ok());
+        let delay = query_delay.unwrap_or(st.delay_ms.load(Ordering::SeqCst));
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let close = get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+            || version == "HTTP/1.0";
+        let path_only = target.split('?').next().unwrap_or_default();
+        let w = rd.get_mut();
+        let res = if let Some(n) = path_only
+            .strip_prefix("/bytes/")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\nX-Upstream: {}\r\n\r\n", st.name);
+            let data = pattern(n);
+            async {
+                w.write_all(head.as_bytes()).await?;
+                for chunk in data.chunks(64 * 1024) {
+                    w.write_all(chunk).await?;
+                }
+                w.flush().await
+            }
+            .await
+        } else {
+            let body = serde_json::to_vec(&record).unwrap_or_default();
+            let extra = if path_only == "/hop" {
+                "Connection: X-Up-Private\r\nX-Up-Private: 1\r\nKeep-Alive: timeout=5\r\n"
+            } else {
+                ""
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Upstream: {}\r\n{extra}\r\n",
+                body.len(),
+                st.name
+            );
+            async {
+                w.write_all(head.as_bytes()).await?;
+                w.write_all(&body).await?;
+                w.flush().await
+            }
+            .await
+        };
+        st.inflight.fetch_sub(1, Ordering::SeqCst);
+        res?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads the request body framed by Content-Length or chunked; returns its length and hash.
+async fn read_body<R, F>(rd: &mut R, get: &F) -> io::Result<(u64, String)>
+where
+    R: AsyncBufReadExt + AsyncReadExt + Unpin,
+    F: Fn(&str) -> Option<String>,
+{
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            let mut line = String::new();
+            rd.read_line(&mut line).await?;
+            let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+            if size == 0 {
+                loop {
+                    let mut t = String::new();
+                    if rd.read_line(&mut t).await? == 0 || t.trim().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut left = size;
+            while left > 0 {
+                let n = rd.read(&mut buf[..left.min(65536) as usize]).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+            total += size;
+            let mut crlf = String::new();
+            rd.read_line(&mut crlf).await?;
+        }
+    } else if let Some(len) = get("content-length").and_then(|v| v.parse::<u64>().ok()) {
+        let mut left = len;
+        while left > 0 {
+            let n = rd.read(&mut buf[..left.min(65536) as usize]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        total = len;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+async fn ws_echo<S>(mut ws: WebSocketStream<S>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                if ws.send(m).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}

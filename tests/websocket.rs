@@ -1,0 +1,99 @@
+//! WebSocket upgrades through the proxy: only with `allow_websockets`, and an idle socket
+//! is not cut by the route's request timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use support::{public_route, upstream::header_values, Gatehouse, Upstream};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    client_async,
+    tungstenite::{client::IntoClientRequest, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn start(up: &Upstream, extra: &str) -> Gatehouse {
+    let cfg = format!(
+        "routes:\n{}",
+        public_route("http://app.test", "", &up.url(), extra)
+    );
+    Gatehouse::plain(&cfg).await
+}
+
+async fn connect(gh: &Gatehouse, path: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let req = gh
+        .host_url("ws", "app.test", path)
+        .into_client_request()
+        .unwrap();
+    let tcp = TcpStream::connect(gh.addr).await.unwrap();
+    client_async(req, MaybeTlsStream::Plain(tcp))
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn echo_once(ws: &mut Ws, msg: Message) {
+    ws.send(msg.clone()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo within 5 s")
+        .expect("stream open")
+        .expect("frame");
+    assert_eq!(got, msg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_when_enabled() {
+    let up = Upstream::start("ws").await;
+    let gh = start(&up, "allow_websockets: true").await;
+    let mut ws = connect(&gh, "/socket?room=1")
+        .await
+        .expect("upgrade through the proxy");
+    echo_once(&mut ws, Message::text("hello through gatehouse")).await;
+    echo_once(&mut ws, Message::binary(vec![0u8, 1, 2, 255])).await;
+    echo_once(&mut ws, Message::text("x".repeat(200_000))).await;
+    ws.close(None).await.unwrap();
+
+    let req = up.last();
+    assert_eq!(req["path"], "/socket?room=1", "{req}");
+    assert!(
+        header_values(&req, "upgrade")
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case("websocket")),
+        "{req}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_not_performed_when_disabled() {
+    let up = Upstream::start("ws").await;
+    let gh = start(&up, "").await;
+    let res = connect(&gh, "/socket").await;
+    assert!(
+        res.is_err(),
+        "the upgrade must not succeed without allow_websockets"
+    );
+    // Either refused by gatehouse, or forwarded as a plain request without Upgrade.
+    for req in up.requests() {
+        assert!(
+            header_values(&req, "upgrade").is_empty(),
+            "Upgrade reached the upstream: {req}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websocket_outlives_the_route_timeout() {
+    let up = Upstream::start("ws").await;
+    let gh = start(&up, "allow_websockets: true\ntimeout: 1s").await;
+    let mut ws = connect(&gh, "/idle").await.expect("upgrade");
+    echo_once(&mut ws, Message::text("before")).await;
+    // Idle for twice the route timeout: there is nothing to poll for here.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    echo_once(&mut ws, Message::text("after idling")).await;
+    ws.close(None).await.unwrap();
+}
