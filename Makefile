@@ -6,7 +6,7 @@ BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/gatehouse
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/gatehouse
 CONFIGS := $(wildcard config/*.yaml)
 
-.PHONY: help deps build release run test unit integration lint fmt check-config clean
+.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-dataplane clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,9 +23,11 @@ release: deps ## Build the optimised binary (target/release/gatehouse)
 run: build ## Demo: gatehouse on http://127.0.0.1:8080 in front of a demo app
 	GATEHOUSE_BIN=$(BIN_DEBUG) scripts/demo.sh
 
-test: deps ## Everything CI runs: unit + integration tests, config checks
+test: deps ## Everything CI runs: unit + integration tests, policy tests, config checks
 	$(CARGO) build --bin gatehouse
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --lib --bins --tests -- --test-threads=2
+	$(CARGO) test --benches
+	$(MAKE) --no-print-directory policy-test
 	$(MAKE) --no-print-directory check-config
 
 lint: ## rustfmt check + clippy with warnings denied
@@ -35,7 +37,18 @@ lint: ## rustfmt check + clippy with warnings denied
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-check-config: ## Run `gatehouse check` on every shipped config
+policy-test: ## Run the table tests of the shipped policies (policies/tests/*.yaml)
+	$(CARGO) build --bin gatehouse
+	$(BIN_DEBUG) policy test --policies-dir policies policies/tests/*.yaml
+
+bench: ## Criterion benchmarks of the policy core (evaluation, cache hit, compiling routes)
+	$(CARGO) bench --bench policy
+
+bench-dataplane: release ## wrk: gatehouse public route vs nginx plain proxy (installs nginx, wrk)
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; $$sudo apt-get install -y -qq nginx-light wrk; }
+	GATEHOUSE_BIN=$(BIN_RELEASE) loadtest/bench-dataplane.sh
+
+check-config: ## Run `gatehouse check` on every shipped config (and so every shipped policy)
 	@scripts/example-certs.sh
 	$(CARGO) build --bin gatehouse
 	@for f in $(CONFIGS); do $(BIN_DEBUG) check -c $$f || exit 1; done

@@ -13,6 +13,7 @@ mod file;
 mod global;
 mod identity;
 mod lines;
+mod policies;
 mod problem;
 mod route;
 mod types;
@@ -60,7 +61,9 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 }
 
 /// Parses and validates config `text`, as [`load`] does for a file: files it names resolve
-/// against `base_dir`; `file_name` is used in messages only.
+/// against `base_dir`; `file_name` is used in messages only. Every route's policy is compiled
+/// (into `Access::compiled`); a problem inside a named policy file is reported against that
+/// file, with its line there.
 pub fn parse(text: &str, base_dir: &Path, file_name: &str) -> Result<Loaded, ConfigErrors> {
     let lines = LineIndex::build(text);
     let fail = |problems: Vec<Problem>| ConfigErrors {
@@ -79,7 +82,7 @@ pub fn parse(text: &str, base_dir: &Path, file_name: &str) -> Result<Loaded, Con
     if let Err(e) = value.apply_merge() {
         report.error("", format!("invalid YAML merge key: {e}"));
     }
-    let config = if value.is_mapping() {
+    let mut config = if value.is_mapping() {
         let sources = Sources {
             base_dir: base_dir.to_path_buf(),
         };
@@ -92,7 +95,13 @@ pub fn parse(text: &str, base_dir: &Path, file_name: &str) -> Result<Loaded, Con
         );
         None
     };
-    let (errors, warnings) = report.finish(file_name, &lines);
+    // Policies compile even when other keys have errors, so one run lists every problem.
+    let policy_file_problems = config
+        .as_mut()
+        .map(|config| policies::compile(config, &mut report))
+        .unwrap_or_default();
+    let (mut errors, warnings) = report.finish(file_name, &lines);
+    errors.extend(policy_file_problems);
     match config {
         Some(config) if errors.is_empty() => Ok(Loaded {
             config,

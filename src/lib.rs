@@ -1,14 +1,16 @@
 //! gatehouse: an identity-aware reverse proxy on Pingora.
 //!
-//! Pure core (`config`, `path`, `routes`) and I/O at the edge (`proxy`, `listeners`,
+//! Pure core (`config`, `path`, `policy`, `routes`) and I/O at the edge (`proxy`, `listeners`,
 //! `upstreams`, `admin`, `supervisor`, `server`). See DESIGN.md for the request path.
 
 pub mod admin;
+pub mod authz;
 pub mod config;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod path;
+pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod server;

@@ -193,7 +193,7 @@ impl TlsAccept for Callbacks {
             info.presented = true;
             let chain_ok = ssl.verify_result().is_ok();
             let serial = cert.serial_number().to_bn().ok().map(|bn| bn.to_vec());
-            let revoked = serial.is_some_and(|s| self.revoked.iter().any(|r| *r == s));
+            let revoked = serial.is_some_and(|s| self.revoked.contains(&s));
             info.valid = chain_ok && !revoked;
             Some(info)
         });

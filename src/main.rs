@@ -1,6 +1,9 @@
 //! The `gatehouse` command line.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand};
 
@@ -8,7 +11,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about)]
 struct Cli {
-    /// Configuration file (serves it when no command is given).
+    /// Configuration file (serves it when no command is given). Required by `run` and
+    /// `check`.
     #[arg(short, long, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -32,33 +36,70 @@ enum Command {
     },
     /// Validate the configuration and its policies; print every problem; exit 1 if any.
     Check,
+    /// Work with policies without a configuration.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run policy table tests; print each failing case and `N passed, M failed`; exit 1 on
+    /// any failure.
+    Test {
+        /// Directory of named policies (`NAME.yaml`) that test files may refer to.
+        #[arg(long)]
+        policies_dir: Option<PathBuf>,
+        /// Table test files (YAML: `policy` and `cases`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(config) = cli.config else {
-        eprintln!("gatehouse: no configuration file given (use -c FILE); see --help");
-        return ExitCode::from(2);
-    };
     match cli.command {
-        Some(Command::Check) => check(&config),
+        Some(Command::Policy {
+            command:
+                PolicyCommand::Test {
+                    policies_dir,
+                    files,
+                },
+        }) => policy_test(&files, policies_dir.as_deref()),
+        Some(Command::Check) => with_config(cli.config, check),
         Some(Command::Run {
             upgrade,
             upgrade_sock,
             pid_file,
-        }) => run(
-            &config,
-            gatehouse::server::RunOptions {
-                upgrade,
-                upgrade_sock: Some(upgrade_sock),
-                pid_file: Some(pid_file),
-            },
-        ),
-        None => run(&config, gatehouse::server::RunOptions::default()),
+        }) => with_config(cli.config, |config| {
+            run(
+                config,
+                gatehouse::server::RunOptions {
+                    upgrade,
+                    upgrade_sock: Some(upgrade_sock),
+                    pid_file: Some(pid_file),
+                },
+            )
+        }),
+        None => with_config(cli.config, |config| {
+            run(config, gatehouse::server::RunOptions::default())
+        }),
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+/// Runs `f` with the `-c` file; `run` and `check` need one (exit 2 without).
+fn with_config(config: Option<PathBuf>, f: impl FnOnce(&Path) -> ExitCode) -> ExitCode {
+    match config {
+        Some(config) => f(&config),
+        None => {
+            eprintln!("gatehouse: no configuration file given (use -c FILE); see --help");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
     match gatehouse::config::load(path) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
@@ -74,7 +115,17 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path, options: gatehouse::server::RunOptions) -> ExitCode {
+fn policy_test(files: &[PathBuf], policies_dir: Option<&Path>) -> ExitCode {
+    let report = gatehouse::policy::table_test::run_files(files, policies_dir);
+    print!("{report}");
+    if report.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run(path: &Path, options: gatehouse::server::RunOptions) -> ExitCode {
     let config_level = gatehouse::config::load(path)
         .map(|l| l.config.log_level)
         .unwrap_or(gatehouse::config::LogLevel::Info);

@@ -92,7 +92,13 @@ impl Gatehouse {
         match &route.action {
             RouteAction::Redirect(r) => Next::Redirect(
                 r.response_code,
-                redirect_location(r, self.tls, &authority, &canonical, matched_prefix_len(route)),
+                redirect_location(
+                    r,
+                    self.tls,
+                    &authority,
+                    &canonical,
+                    matched_prefix_len(route),
+                ),
             ),
             RouteAction::Response(r) => Next::Static(r.status, r.body.clone()),
             RouteAction::Proxy(action) => {

@@ -128,5 +128,8 @@ routes:
 ";
     let (code, out, _, _d) = check(yaml);
     assert_eq!(code, 1, "output:\n{out}");
-    assert!(out.contains("routes[0].to") && out.contains("tls_server_name"), "{out}");
+    assert!(
+        out.contains("routes[0].to") && out.contains("tls_server_name"),
+        "{out}"
+    );
 }

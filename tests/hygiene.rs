@@ -61,7 +61,11 @@ impl Setup {
     /// request id) — a known gap, see the README.
     async fn assert_refused_by_parser(&self, bytes: &[u8], statuses: &[u16]) {
         let r = raw_request(self.gh.addr, bytes).await;
-        assert!(statuses.contains(&r.status), "expected one of {statuses:?}:\n{}", r.dump());
+        assert!(
+            statuses.contains(&r.status),
+            "expected one of {statuses:?}:\n{}",
+            r.dump()
+        );
         assert_eq!(self.hits(), 0, "a rejected request reached an upstream");
     }
 
@@ -201,8 +205,13 @@ async fn uri_of_100_kib_is_refused_fast() {
     let target = format!("/public/{}", "a".repeat(100 * 1024));
     let req = format!("GET {target} HTTP/1.1\r\nHost: app.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
     let t0 = Instant::now();
-    s.assert_refused_by_parser(req.as_bytes(), &[400, 414]).await;
-    assert!(t0.elapsed() < Duration::from_secs(1), "took {:?}", t0.elapsed());
+    s.assert_refused_by_parser(req.as_bytes(), &[400, 414])
+        .await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,8 +331,16 @@ async fn content_length_with_transfer_encoding_cannot_smuggle() {
     let seen = r.json();
     assert_eq!(seen["path"], "/public/x");
     assert_eq!(seen["body_len"], 0);
-    assert!(support::upstream::header_value(&seen, "content-length").is_none(), "{}", r.dump());
-    assert_eq!(s.hits(), 1, "the smuggled request must not reach an upstream");
+    assert!(
+        support::upstream::header_value(&seen, "content-length").is_none(),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(
+        s.hits(),
+        1,
+        "the smuggled request must not reach an upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

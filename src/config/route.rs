@@ -134,6 +134,7 @@ pub(super) fn build(
         allowed_groups: list(report, "allowed_groups", allowed_groups),
         policy: policy.and_then(|v| policy_source(v, &k("policy"), defaults, report)),
         pass_identity_headers,
+        compiled: Default::default(),
     };
     check_access(&p, &access, report);
 
@@ -386,6 +387,7 @@ fn check_access(p: &str, access: &Access, report: &mut Report) {
         allowed_groups,
         policy,
         pass_identity_headers: _,
+        compiled: _,
     } = access;
     let others = *any_user
         || !allowed_users.is_empty()

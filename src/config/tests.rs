@@ -4,6 +4,7 @@ use std::{path::Path, time::Duration};
 
 use super::*;
 
+mod policies;
 mod routes;
 
 const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes
@@ -70,6 +71,11 @@ fn realistic_pomerium_config_loads() {
     std::fs::write(dir.path().join("signing.pem"), ec_key).unwrap();
     std::fs::write(dir.path().join("client_secret"), "s3cret\n").unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/admins.yaml"),
+        "allow: {and: [{groups: {has: admins}}]}\n",
+    )
+    .unwrap();
     let text = format!(
         r#"# Pomerium-style config
 address: :8443

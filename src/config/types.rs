@@ -1,7 +1,7 @@
 //! The validated, typed configuration. Nothing here derives `Deserialize`: values are built
 //! only by `config::load`/`config::parse` from the file structs, after validation.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -201,8 +201,7 @@ pub enum RouteAction {
     Response(StaticResponse),
 }
 
-/// Who may use a route. The policy work compiles this; the data plane allows only
-/// `public` routes.
+/// Who may use a route: the rules as written, and the policy compiled from them.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub allow_public_unauthenticated_access: bool,
@@ -214,6 +213,9 @@ pub struct Access {
     pub policy: Option<PolicySource>,
     /// `pass_identity_headers` override for this route.
     pub pass_identity_headers: Option<bool>,
+    /// The effective policy compiled from the fields above (and the default mTLS rule), set
+    /// by `config::load`/`config::parse` once the config validates. Default: deny all.
+    pub compiled: Arc<crate::policy::Policy>,
 }
 
 #[derive(Debug, Clone)]
