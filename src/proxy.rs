@@ -6,7 +6,7 @@ mod headers;
 mod request;
 mod respond;
 
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use crate::{
     config::{MtlsEnforcement, PathMatch, ProxyAction, RedirectAction, Route, RouteAction},
     listeners::{ClientCertificate, TlsInfo},
     path,
+    policy::{self, ClientCertFacts, Decision, Reasons, RequestFacts},
     snapshot::{Shared, Snapshot},
 };
 
@@ -34,6 +35,7 @@ pub struct Gatehouse {
 /// What `request_filter` decided.
 enum Next {
     Forward,
+    Denied(Reasons),
     Answer(u16, Option<&'static str>),
     Redirect(u16, String),
     Static(u16, String),
@@ -84,10 +86,12 @@ impl Gatehouse {
                 return Next::Answer(CLIENT_CERTIFICATE_REQUIRED, None);
             }
         }
-        // Identity and policy arrive with later work: until then only public routes pass,
-        // and every other route is denied (fail closed).
-        if !route.access.allow_public_unauthenticated_access {
-            return Next::Answer(403, None);
+        // No session yet (identity arrives with later work): decide as an anonymous request.
+        let facts = request_facts(session, ctx, &canonical.path);
+        match policy::evaluate(&route.access.compiled, None, &facts, SystemTime::now()) {
+            Decision::Allow(_) => {}
+            Decision::Deny(reasons) => return Next::Denied(reasons),
+            Decision::NeedsLogin => return Next::Answer(401, None),
         }
         match &route.action {
             RouteAction::Redirect(r) => Next::Redirect(
@@ -123,6 +127,27 @@ impl Gatehouse {
                 Next::Forward
             }
         }
+    }
+}
+
+/// The request facts policies read, borrowed from the request and its connection.
+fn request_facts<'a>(session: &'a Session, ctx: &RequestCtx, path: &'a str) -> RequestFacts<'a> {
+    let req = session.req_header();
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    RequestFacts {
+        method: req.method.as_str(),
+        path,
+        source_ip: ctx.client_ip,
+        client_certificate: client_certificate(session).map(|c| ClientCertFacts {
+            valid: c.valid,
+            fingerprint: &c.fingerprint,
+            spki_hash: &c.spki_hash,
+            san_dns: &c.san_dns,
+            san_email: &c.san_email,
+            san_uri: &c.san_uri,
+        }),
+        origin: header("origin"),
+        access_control_request_method: header("access-control-request-method"),
     }
 }
 
@@ -280,6 +305,11 @@ impl ProxyHttp for Gatehouse {
                     }
                 }
                 Ok(false)
+            }
+            Next::Denied(reasons) => {
+                let detail = show_details.then(|| reasons.to_string());
+                respond::error_page(session, ctx, 403, detail.as_deref()).await?;
+                Ok(true)
             }
             Next::Answer(status, reason) => {
                 // Reasons of 400s describe the client's own request; others only on opt-in.

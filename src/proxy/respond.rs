@@ -42,6 +42,7 @@ pub fn status_for_error(e: &Error) -> u16 {
 fn title(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -60,6 +61,7 @@ fn title(status: u16) -> &'static str {
 fn explanation(status: u16) -> &'static str {
     match status {
         400 => "The request was malformed or ambiguous, so it was not forwarded.",
+        401 => "Signing in is required for this page.",
         403 => "You are not allowed to reach this page.",
         404 => "No route is configured for this address.",
         414 => "The request address is too long.",
