@@ -21,6 +21,7 @@ use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificat
 
 use crate::{
     config::{CertificatePair, DownstreamMtls, MtlsEnforcement},
+    policy::ClientCertificate,
     snapshot::Shared,
 };
 
@@ -45,22 +46,6 @@ pub struct TlsInfo {
     pub server_name: Option<String>,
     /// The client certificate, when one was presented.
     pub client_certificate: Option<ClientCertificate>,
-}
-
-/// What the TLS handshake learned about the client certificate.
-#[derive(Debug, Clone, Default)]
-pub struct ClientCertificate {
-    /// A certificate was presented.
-    pub presented: bool,
-    /// It chains to the configured CA, is within its validity period and not revoked.
-    pub valid: bool,
-    /// SHA-256 of the certificate DER, lower-case hex.
-    pub fingerprint: String,
-    /// SHA-256 of the SubjectPublicKeyInfo DER, standard base64 (as Pomerium).
-    pub spki_hash: String,
-    pub san_dns: Vec<String>,
-    pub san_email: Vec<String>,
-    pub san_uri: Vec<String>,
 }
 
 /// The TLS callbacks of the public listener.
@@ -190,7 +175,6 @@ impl TlsAccept for Callbacks {
         let client_certificate = ssl.peer_certificate().and_then(|cert| {
             let der = cert.to_der().ok()?;
             let mut info = describe(&der);
-            info.presented = true;
             let chain_ok = ssl.verify_result().is_ok();
             let serial = cert.serial_number().to_bn().ok().map(|bn| bn.to_vec());
             let revoked = serial.is_some_and(|s| self.revoked.contains(&s));
@@ -204,9 +188,11 @@ impl TlsAccept for Callbacks {
     }
 }
 
-/// Fingerprint, SPKI hash and SANs of a DER certificate (validity is decided by the caller).
+/// Fingerprint, SPKI hash and SANs of a DER certificate; `valid` is left false for the
+/// caller to decide.
 pub fn describe(der: &[u8]) -> ClientCertificate {
     let mut info = ClientCertificate {
+        valid: false,
         fingerprint: hex::encode(Sha256::digest(der)),
         ..ClientCertificate::default()
     };

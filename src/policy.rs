@@ -25,7 +25,7 @@ pub mod table_test;
 mod time;
 
 pub use compile::{compile_route, PolicyLibrary};
-pub use facts::{ClaimValue, ClientCertFacts, FactSet, RequestFacts, Subject};
+pub use facts::{ClaimValue, ClientCertFacts, ClientCertificate, FactSet, RequestFacts, Subject};
 pub use reason::{Reason, Reasons};
 
 use criterion::{Criterion, Input, Outcome};

@@ -16,13 +16,13 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 pub use ctx::RequestCtx;
-pub use respond::{escape, status_for_error, CLIENT_CERTIFICATE_REQUIRED};
+use respond::CLIENT_CERTIFICATE_REQUIRED;
 
 use crate::{
     config::{MtlsEnforcement, PathMatch, ProxyAction, RedirectAction, Route, RouteAction},
-    listeners::{ClientCertificate, TlsInfo},
+    listeners::TlsInfo,
     path,
-    policy::{self, ClientCertFacts, Decision, Reasons, RequestFacts},
+    policy::{self, ClientCertificate, Decision, Reasons, RequestFacts},
     snapshot::{Shared, Snapshot},
 };
 
@@ -138,14 +138,7 @@ fn request_facts<'a>(session: &'a Session, ctx: &RequestCtx, path: &'a str) -> R
         method: req.method.as_str(),
         path,
         source_ip: ctx.client_ip,
-        client_certificate: client_certificate(session).map(|c| ClientCertFacts {
-            valid: c.valid,
-            fingerprint: &c.fingerprint,
-            spki_hash: &c.spki_hash,
-            san_dns: &c.san_dns,
-            san_email: &c.san_email,
-            san_uri: &c.san_uri,
-        }),
+        client_certificate: client_certificate(session).map(ClientCertificate::facts),
         origin: header("origin"),
         access_control_request_method: header("access-control-request-method"),
     }
@@ -362,12 +355,20 @@ impl ProxyHttp for Gatehouse {
         ) else {
             return Error::e_explain(pingora_error::ErrorType::InternalError, "not a proxy route");
         };
-        let key = match ctx.client_ip {
-            Some(IpAddr::V4(ip)) => ip.octets().to_vec(),
-            Some(IpAddr::V6(ip)) => ip.octets().to_vec(),
-            None => Vec::new(),
+        // The consistent-hash key, on the stack: no allocation per request.
+        let (v4, v6);
+        let key: &[u8] = match ctx.client_ip {
+            Some(IpAddr::V4(ip)) => {
+                v4 = ip.octets();
+                &v4
+            }
+            Some(IpAddr::V6(ip)) => {
+                v6 = ip.octets();
+                &v6
+            }
+            None => &[],
         };
-        let Some(selected) = pool.select(&key, ctx.tried) else {
+        let Some(selected) = pool.select(key, ctx.tried) else {
             return Error::e_explain(respond::NO_HEALTHY_UPSTREAM, "no healthy backend");
         };
         ctx.tried |= selected.bit();

@@ -3,6 +3,7 @@
 //! it in atomically; requests in flight keep the one they started with.
 
 use std::{
+    collections::HashMap,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -76,6 +77,17 @@ impl Snapshot {
         metrics: &Metrics,
     ) -> Result<Snapshot, BuildError> {
         let routes = RouteTable::new(&config.routes);
+        // Reuse is looked up by settings fingerprint in one map, not by scanning every
+        // previous pool per route (10,000 routes would make that 10^8 comparisons).
+        let previous_pools: HashMap<&str, &Arc<Pool>> = previous
+            .map(|p| {
+                p.pools
+                    .iter()
+                    .flatten()
+                    .map(|pool| (pool.fingerprint(), pool))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut pools = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let RouteAction::Proxy(action) = &route.action else {
@@ -83,15 +95,8 @@ impl Snapshot {
                 continue;
             };
             let fingerprint = format!("{action:?}");
-            let reused = previous.and_then(|p| {
-                p.pools
-                    .iter()
-                    .flatten()
-                    .find(|pool| pool.same_settings(&fingerprint))
-                    .cloned()
-            });
-            let pool = match reused {
-                Some(pool) => pool,
+            let pool = match previous_pools.get(fingerprint.as_str()) {
+                Some(pool) => Arc::clone(pool),
                 None => Arc::new(Pool::build(action, fingerprint).map_err(|source| {
                     BuildError::Pool {
                         route: route.index,

@@ -152,9 +152,9 @@ impl Pool {
         })
     }
 
-    /// Whether this pool was built from the same settings.
-    pub fn same_settings(&self, fingerprint: &str) -> bool {
-        self.fingerprint == fingerprint
+    /// The settings this pool was built from; equal fingerprints mean an equal pool.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Picks a healthy backend not in `tried` (a bitmask of target indexes). `key` is the

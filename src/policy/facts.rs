@@ -55,6 +55,47 @@ pub struct RequestFacts<'a> {
     pub access_control_request_method: Option<&'a str>,
 }
 
+/// A presented client certificate as the TLS layer (or a policy table test) describes it;
+/// [`ClientCertificate::facts`] is the view policies evaluate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// It chains to the `downstream_mtls` CA, is within its validity and not revoked
+    /// (table tests: presented certificates are valid unless they say `valid: false`).
+    #[serde(default = "valid_by_default")]
+    pub valid: bool,
+    /// SHA-256 of the certificate DER, lower-case hex.
+    #[serde(default)]
+    pub fingerprint: String,
+    /// SHA-256 of the SubjectPublicKeyInfo DER, standard base64 (as Pomerium).
+    #[serde(default)]
+    pub spki_hash: String,
+    #[serde(default)]
+    pub san_dns: Vec<String>,
+    #[serde(default)]
+    pub san_email: Vec<String>,
+    #[serde(default)]
+    pub san_uri: Vec<String>,
+}
+
+fn valid_by_default() -> bool {
+    true
+}
+
+impl ClientCertificate {
+    /// The borrowed view policies evaluate.
+    pub fn facts(&self) -> ClientCertFacts<'_> {
+        ClientCertFacts {
+            valid: self.valid,
+            fingerprint: &self.fingerprint,
+            spki_hash: &self.spki_hash,
+            san_dns: &self.san_dns,
+            san_email: &self.san_email,
+            san_uri: &self.san_uri,
+        }
+    }
+}
+
 /// Facts of a presented client certificate, computed once per TLS connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientCertFacts<'a> {

@@ -92,59 +92,37 @@ impl StringMatcher {
                 return None;
             }
         };
-        if map.is_empty() {
-            p.push(path, "empty string matcher (it would match everything)");
-            return None;
-        }
-        let mut ops = Vec::with_capacity(map.len());
-        let mut ok = true;
-        for (k, val) in map {
-            let Some(key) = k.as_str() else {
-                p.push(
-                    path,
-                    format!("matcher keys must be strings, got {}", describe(k)),
-                );
-                ok = false;
-                continue;
-            };
-            let sub = format!("{path}.{key}");
-            let op = match key {
-                "is" | "not" | "starts_with" | "ends_with" | "contains" => {
-                    nonempty_str(val, &sub, p).map(|s| match key {
-                        "is" => StringOp::Is(fold(s)),
-                        "not" => StringOp::Not(fold(s)),
-                        "starts_with" => StringOp::StartsWith(fold(s)),
-                        "ends_with" => StringOp::EndsWith(fold(s)),
-                        _ => StringOp::Contains(fold(s)),
-                    })
-                }
-                "in" | "not_in" => parse_str_list(val, &sub, p).map(|list| {
-                    let mut list: Vec<Box<str>> = list.into_iter().map(fold).collect();
-                    list.sort_unstable();
-                    list.dedup();
-                    if key == "in" {
-                        StringOp::In(list.into())
-                    } else {
-                        StringOp::NotIn(list.into())
-                    }
+        let ops = parse_operators(map, path, "string", p, |key, val, sub, p| match key {
+            "is" | "not" | "starts_with" | "ends_with" | "contains" => nonempty_str(val, sub, p)
+                .map(|s| match key {
+                    "is" => StringOp::Is(fold(s)),
+                    "not" => StringOp::Not(fold(s)),
+                    "starts_with" => StringOp::StartsWith(fold(s)),
+                    "ends_with" => StringOp::EndsWith(fold(s)),
+                    _ => StringOp::Contains(fold(s)),
                 }),
-                other => {
-                    p.push(
-                        &sub,
-                        format!(
-                            "unknown string matcher `{other}` (expected is, not, starts_with, \
-                             ends_with, contains, in or not_in)"
-                        ),
-                    );
-                    None
+            "in" | "not_in" => parse_str_list(val, sub, p).map(|list| {
+                let mut list: Vec<Box<str>> = list.into_iter().map(fold).collect();
+                list.sort_unstable();
+                list.dedup();
+                if key == "in" {
+                    StringOp::In(list.into())
+                } else {
+                    StringOp::NotIn(list.into())
                 }
-            };
-            match op {
-                Some(op) => ops.push(op),
-                None => ok = false,
+            }),
+            other => {
+                p.push(
+                    sub,
+                    format!(
+                        "unknown string matcher `{other}` (expected is, not, starts_with, \
+                         ends_with, contains, in or not_in)"
+                    ),
+                );
+                None
             }
-        }
-        ok.then(|| StringMatcher {
+        })?;
+        Some(StringMatcher {
             ops: ops.into(),
             fold_case,
         })
@@ -266,40 +244,19 @@ impl ListMatcher {
                 });
             }
         };
-        if map.is_empty() {
-            p.push(path, "empty list matcher (it would match everything)");
-            return None;
-        }
-        let mut ops = Vec::with_capacity(map.len());
-        let mut ok = true;
-        for (k, val) in map {
-            let Some(key) = k.as_str() else {
+        let ops = parse_operators(map, path, "list", p, |key, val, sub, p| match key {
+            "has" => Scalar::parse(val, sub, strings_only, p).map(ListOp::Has),
+            "is" => Scalar::parse(val, sub, strings_only, p).map(ListOp::Is),
+            "exclude" => Scalar::parse(val, sub, strings_only, p).map(ListOp::Exclude),
+            other => {
                 p.push(
-                    path,
-                    format!("matcher keys must be strings, got {}", describe(k)),
+                    sub,
+                    format!("unknown list matcher `{other}` (expected has, is or exclude)"),
                 );
-                ok = false;
-                continue;
-            };
-            let sub = format!("{path}.{key}");
-            let op = match key {
-                "has" => Scalar::parse(val, &sub, strings_only, p).map(ListOp::Has),
-                "is" => Scalar::parse(val, &sub, strings_only, p).map(ListOp::Is),
-                "exclude" => Scalar::parse(val, &sub, strings_only, p).map(ListOp::Exclude),
-                other => {
-                    p.push(
-                        &sub,
-                        format!("unknown list matcher `{other}` (expected has, is or exclude)"),
-                    );
-                    None
-                }
-            };
-            match op {
-                Some(op) => ops.push(op),
-                None => ok = false,
+                None
             }
-        }
-        ok.then(|| ListMatcher { ops: ops.into() })
+        })?;
+        Some(ListMatcher { ops: ops.into() })
     }
 
     /// A matcher for lists that contain `s` (used by route shortcuts).
@@ -373,4 +330,40 @@ impl ScalarEq for ClaimValue {
             _ => false,
         }
     }
+}
+
+/// Parses every `operator: value` entry of a matcher object with `op` (which reports its own
+/// problems under the entry's path). `None` if the object is empty or any entry is wrong;
+/// every entry is still examined so all problems are reported.
+fn parse_operators<T>(
+    map: &serde_yaml::Mapping,
+    path: &str,
+    kind: &str,
+    p: &mut Problems,
+    mut op: impl FnMut(&str, &Value, &str, &mut Problems) -> Option<T>,
+) -> Option<Vec<T>> {
+    if map.is_empty() {
+        p.push(
+            path,
+            format!("empty {kind} matcher (it would match everything)"),
+        );
+        return None;
+    }
+    let mut ops = Vec::with_capacity(map.len());
+    let mut ok = true;
+    for (k, val) in map {
+        let Some(key) = k.as_str() else {
+            p.push(
+                path,
+                format!("matcher keys must be strings, got {}", describe(k)),
+            );
+            ok = false;
+            continue;
+        };
+        match op(key, val, &format!("{path}.{key}"), p) {
+            Some(o) => ops.push(o),
+            None => ok = false,
+        }
+    }
+    ok.then_some(ops)
 }

@@ -33,7 +33,7 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{ClientCertFacts, Decision, PolicyLibrary, Reason, Reasons, RequestFacts, Subject};
+use super::{ClientCertificate, Decision, PolicyLibrary, Reason, Reasons, RequestFacts, Subject};
 use crate::config::PolicySource;
 
 /// The expected or actual outcome of a case.
@@ -125,28 +125,7 @@ struct Request {
     time: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    client_certificate: Option<Cert>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Cert {
-    #[serde(default = "yes")]
-    valid: bool,
-    #[serde(default)]
-    fingerprint: String,
-    #[serde(default)]
-    spki_hash: String,
-    #[serde(default)]
-    san_dns: Vec<String>,
-    #[serde(default)]
-    san_email: Vec<String>,
-    #[serde(default)]
-    san_uri: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
+    client_certificate: Option<ClientCertificate>,
 }
 
 /// Runs every case of every file. `policies_dir` resolves `policy: NAME`; when `None`, each
@@ -233,14 +212,7 @@ fn run_file(
             method: r.method.as_deref().unwrap_or("GET"),
             path: r.path.as_deref().unwrap_or("/"),
             source_ip: r.source_ip,
-            client_certificate: r.client_certificate.as_ref().map(|c| ClientCertFacts {
-                valid: c.valid,
-                fingerprint: &c.fingerprint,
-                spki_hash: &c.spki_hash,
-                san_dns: &c.san_dns,
-                san_email: &c.san_email,
-                san_uri: &c.san_uri,
-            }),
+            client_certificate: r.client_certificate.as_ref().map(ClientCertificate::facts),
             origin: header("origin"),
             access_control_request_method: header("access-control-request-method"),
         };

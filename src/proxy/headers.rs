@@ -27,7 +27,8 @@ fn asserts_identity(name: &str) -> bool {
 }
 
 /// Client-sent headers that describe the connection or the original request: believed
-/// only from trusted proxies.
+/// only from trusted proxies. (`X-Request-Id` is not listed: the upstream request always
+/// gets gatehouse's own value.)
 fn describes_forwarding(name: &str) -> bool {
     matches!(
         name,
@@ -48,7 +49,6 @@ fn describes_forwarding(name: &str) -> bool {
             | "x-client-ip"
             | "true-client-ip"
             | "x-cluster-client-ip"
-            | "x-request-id"
     )
 }
 

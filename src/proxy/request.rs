@@ -114,7 +114,9 @@ pub(super) fn inspect(
 }
 
 /// Rejects ambiguous message framing: Content-Length with Transfer-Encoding, several or
-/// malformed Content-Length values, and chunked on HTTP/1.0.
+/// malformed Content-Length values, and chunked on HTTP/1.0. Pingora's HTTP/1 parser already
+/// resolves or refuses these before this runs; the check stays for HTTP/2 requests (whose
+/// headers come from the h2 crate) and so the rule does not depend on one parser.
 fn check_framing(req: &RequestHeader) -> Result<(), Rejection> {
     let headers = &req.headers;
     let te = headers.get(header::TRANSFER_ENCODING);

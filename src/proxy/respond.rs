@@ -14,10 +14,10 @@ pub(super) const NO_HEALTHY_UPSTREAM: ErrorType = ErrorType::Custom("NoHealthyUp
 
 /// Status for a request whose required client certificate is missing or invalid
 /// (Pomerium's choice, nginx's convention).
-pub const CLIENT_CERTIFICATE_REQUIRED: u16 = 495;
+pub(super) const CLIENT_CERTIFICATE_REQUIRED: u16 = 495;
 
 /// The status an error that ended proxying is answered with (0: the client is gone).
-pub fn status_for_error(e: &Error) -> u16 {
+pub(super) fn status_for_error(e: &Error) -> u16 {
     match e.etype() {
         ErrorType::HTTPStatus(code) => *code,
         t if *t == NO_HEALTHY_UPSTREAM => 503,
@@ -160,7 +160,7 @@ pub(super) async fn send(
 }
 
 /// Escapes text for HTML.
-pub fn escape(s: &str) -> String {
+fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -146,6 +146,20 @@ impl Gatehouse {
         fs::write(&self.config_path, compose(self.addr, self.admin, body)).expect("write config");
     }
 
+    /// Rewrites the config file (plain listener) but restores its modification time, so
+    /// the file watcher sees no change and only a SIGHUP can make gatehouse reload it.
+    pub fn write_config_unnoticed(&self, body: &str) {
+        let before = fs::metadata(&self.config_path)
+            .and_then(|m| m.modified())
+            .expect("config mtime");
+        self.write_config(&format!("insecure_server: true\n{body}"));
+        fs::File::options()
+            .write(true)
+            .open(&self.config_path)
+            .and_then(|f| f.set_modified(before))
+            .expect("restore config mtime");
+    }
+
     /// Rewrites the config file (plain listener) and sends SIGHUP.
     pub fn reload_with(&self, body: &str) {
         self.write_config(&format!("insecure_server: true\n{body}"));
