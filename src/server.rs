@@ -13,7 +13,9 @@ use pingora_core::{
 
 use crate::{
     admin::{Admin, HttpsRedirect},
-    config, listeners,
+    config,
+    header_deadline::HeaderDeadlineApp,
+    listeners,
     metrics::Metrics,
     proxy::Gatehouse,
     snapshot::{Shared, Snapshot},
@@ -80,17 +82,17 @@ pub fn run(path: &Path, options: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
 
     let tls = !config.insecure_server;
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+    let mut app = pingora_proxy::http_proxy(
         &server.configuration,
         Gatehouse::new(Arc::clone(&shared), tls),
-        "gatehouse",
     );
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.h2c = !tls;
-        app.server_options = Some(options);
-        app.h2_options = Some(h2_options());
-    }
+    let mut options = HttpServerOptions::default();
+    options.h2c = !tls;
+    app.server_options = Some(options);
+    app.h2_options = Some(h2_options());
+    // The header deadline is fixed for the process (a reload cannot change it).
+    let app = HeaderDeadlineApp::new(app, config.request_header_timeout);
+    let mut proxy = Service::new("gatehouse".to_owned(), app);
     let address = config.address.to_string();
     if tls {
         let settings =

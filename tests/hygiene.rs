@@ -392,7 +392,6 @@ async fn pipelined_requests_are_each_routed_on_their_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not implemented yet: Pingora 0.9 offers only a per-read header timeout; see issue 2 note"]
 async fn slow_headers_are_cut_at_a_total_deadline() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("app").await;

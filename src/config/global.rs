@@ -195,14 +195,6 @@ pub(super) fn build(file: FileConfig, sources: &Sources, report: &mut Report) ->
         has_policies_dir: policies_dir.is_some() || report.has_error_under("policies_dir"),
     };
     let routes = build_routes(routes, &defaults, sources, report);
-    if request_header_timeout.is_some() {
-        report.warn(
-            "request_header_timeout",
-            "not enforced yet: request headers are bounded per read (60s) and in size, \
-             not by a total deadline",
-        );
-    }
-
     Config {
         address,
         insecure_server,

@@ -1,0 +1,324 @@
+//! A total deadline for reading HTTP/1 request headers (SECURITY.md principle 8). Pingora
+//! bounds each read, not the whole header, so a client sending one header line every few
+//! seconds could hold a connection forever. [`HeaderDeadlineApp`] wraps every downstream
+//! connection in a [`HeaderDeadline`] stream that fails reads once a request's headers have
+//! taken longer than the deadline from their first byte.
+//!
+//! The stream follows the HTTP/1 exchange from the bytes that pass through it: the first
+//! byte after a response starts a header phase, `\r\n\r\n` ends it. HTTP/2 connections (by
+//! ALPN or the h2c preface) and upgraded ones (a `101` response) are left alone.
+
+use std::{
+    fmt, io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use pingora_core::protocols::tls::TlsRef;
+use pingora_core::{
+    apps::ServerApp,
+    protocols::{
+        raw_connect::ProxyDigest, tls::SslDigest, GetProxyDigest, GetSocketDigest, GetTimingDigest,
+        Peek, Shutdown, SocketDigest, Ssl, Stream, TimingDigest, UniqueID, UniqueIDType, ALPN,
+    },
+    server::ShutdownWatch,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep},
+};
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Wraps a server application so every connection it serves gets a header deadline.
+pub struct HeaderDeadlineApp<A> {
+    inner: Arc<A>,
+    timeout: Duration,
+}
+
+/// Where the stream is in the HTTP/1 exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Between requests: waiting is governed by the keep-alive timeout, not the deadline.
+    Idle,
+    /// Reading a request header that must be complete by `deadline`; `matched` is 1 when
+    /// the last read ended just after a line feed.
+    Headers { deadline: Instant, matched: u8 },
+    /// The header is complete; body bytes and the response follow.
+    Body,
+    /// HTTP/2 or an upgraded connection: no deadline.
+    Off,
+}
+
+/// A downstream stream with a total request-header deadline.
+pub struct HeaderDeadline {
+    inner: Stream,
+    timeout: Duration,
+    phase: Phase,
+    /// Created on the first header read that has to wait, then reset: no timer is touched
+    /// when a header arrives in one read (the common case).
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+// === impl HeaderDeadlineApp ===
+
+impl<A> HeaderDeadlineApp<A> {
+    /// `inner` served with a header deadline of `timeout`.
+    pub fn new(inner: A, timeout: Duration) -> Self {
+        HeaderDeadlineApp {
+            inner: Arc::new(inner),
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadlineApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // A kept-alive connection comes back already wrapped.
+        let stream: Stream = if stream.as_any().is::<HeaderDeadline>() {
+            stream
+        } else {
+            Box::new(HeaderDeadline::new(stream, self.timeout))
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+// === impl HeaderDeadline ===
+
+impl HeaderDeadline {
+    /// Wraps `inner`; HTTP/2 negotiated by ALPN is exempt from the start.
+    pub fn new(inner: Stream, timeout: Duration) -> Self {
+        let phase = if matches!(inner.selected_alpn_proto(), Some(ALPN::H2)) || timeout.is_zero() {
+            Phase::Off
+        } else {
+            Phase::Idle
+        };
+        HeaderDeadline {
+            inner,
+            timeout,
+            phase,
+            timer: None,
+        }
+    }
+
+    /// Advances the phase over bytes just read.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let (deadline, mut matched) = match self.phase {
+            Phase::Idle if bytes.starts_with(H2_PREFACE) => {
+                self.phase = Phase::Off;
+                return;
+            }
+            Phase::Idle => (Instant::now() + self.timeout, 0u8),
+            Phase::Headers { deadline, matched } => (deadline, matched),
+            Phase::Body | Phase::Off => return,
+        };
+        // `matched` is 1 right after a line feed (a CR may follow); a second line feed
+        // there is the empty line that ends the header (`\r\n\r\n`, or `\n\n` which
+        // the parser also accepts).
+        for &b in bytes {
+            matched = match b {
+                b'\n' if matched == 1 => {
+                    self.phase = Phase::Body;
+                    return;
+                }
+                b'\n' => 1,
+                b'\r' => matched,
+                _ => 0,
+            };
+        }
+        self.phase = Phase::Headers { deadline, matched };
+    }
+
+    /// Advances the phase over bytes about to be written (the response).
+    fn writing(&mut self, bytes: &[u8]) {
+        if self.phase != Phase::Body {
+            return;
+        }
+        // `HTTP/1.x 1xx`: an interim response; the body may still be on its way, except
+        // after 101, when the connection stops being HTTP.
+        match bytes.get(9..12) {
+            Some(b"101") => self.phase = Phase::Off,
+            Some([b'1', _, _]) => {}
+            _ => self.phase = Phase::Idle,
+        }
+    }
+
+    /// Whether the header deadline has passed, arming the timer to wake this task at it.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Phase::Headers { deadline, .. } = self.phase else {
+            return false;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "request header deadline exceeded")
+}
+
+impl AsyncRead for HeaderDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Phase::Headers { deadline, .. } = this.phase {
+            if Instant::now() >= deadline {
+                return Poll::Ready(Err(timed_out()));
+            }
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let len = buf.filled().len();
+                this.saw(&buf.filled()[before..len]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for HeaderDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        this.writing(buf);
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            this.writing(first);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// The remaining transport traits delegate to the wrapped stream.
+
+#[async_trait]
+impl Shutdown for HeaderDeadline {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl UniqueID for HeaderDeadline {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for HeaderDeadline {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for HeaderDeadline {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for HeaderDeadline {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl GetSocketDigest for HeaderDeadline {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl Peek for HeaderDeadline {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+impl fmt::Debug for HeaderDeadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeaderDeadline")
+            .field("phase", &self.phase)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;
