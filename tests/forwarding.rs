@@ -313,3 +313,37 @@ async fn chunked_upload_streams_through_intact() {
     assert_eq!(echo["body_len"], data.len(), "{echo}");
     assert_eq!(echo["body_sha256"], sha256_hex(&data).as_str(), "{echo}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_http2_and_http1_share_the_plain_listener() {
+    let up = Upstream::start("app").await;
+    let gh = one_route(&up, "", "", "").await;
+    let url = format!("http://app.test:{}/h2c?x=1", gh.addr.port());
+    // h2c with prior knowledge, then HTTP/1.1 keep-alive on another connection.
+    let h2 = support::http_client_builder()
+        .http2_prior_knowledge()
+        .resolve("app.test", gh.addr)
+        .build()
+        .unwrap();
+    let h1 = support::http_client_builder()
+        .http1_only()
+        .resolve("app.test", gh.addr)
+        .build()
+        .unwrap();
+    for client in [&h2, &h1, &h1] {
+        let r = client.get(&url).send().await.unwrap();
+        let version = r.version();
+        assert_eq!(r.status(), 200, "{version:?}");
+        let seen: Value = r.json().await.unwrap();
+        assert_eq!(seen["path"], "/h2c?x=1", "{version:?}");
+    }
+    assert_eq!(
+        h2.get(&url).send().await.unwrap().version(),
+        reqwest::Version::HTTP_2
+    );
+    assert_eq!(
+        h1.get(&url).send().await.unwrap().version(),
+        reqwest::Version::HTTP_11
+    );
+    assert_eq!(up.hits(), 5);
+}

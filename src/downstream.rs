@@ -1,0 +1,68 @@
+//! The downstream connection handler in front of the proxy: it gives every HTTP/1
+//! connection a total request-header deadline ([`HeaderDeadline`]) and, on a plain listener,
+//! sends connections that open with the HTTP/2 preface (h2c) to an HTTP/2-enabled copy of
+//! the proxy. Pingora would otherwise peek for that preface before *every* request of a
+//! kept-alive connection (an extra syscall each; ~13% of req/s measured), although a
+//! connection that started as HTTP/1 never turns into h2c.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use pingora_core::{apps::ServerApp, protocols::Stream, server::ShutdownWatch};
+
+use crate::header_deadline::{HeaderDeadline, H2_PREFACE};
+
+/// Serves downstream connections with `http1` (and `h2c` for cleartext HTTP/2).
+pub struct Downstream<A> {
+    http1: Arc<A>,
+    h2c: Option<Arc<A>>,
+    header_timeout: Duration,
+}
+
+// === impl Downstream ===
+
+impl<A> Downstream<A> {
+    /// `http1` serves HTTP/1 and TLS (ALPN) connections; `h2c`, when given, serves cleartext
+    /// connections that start with the HTTP/2 preface. `header_timeout` bounds reading each
+    /// HTTP/1 request header.
+    pub fn new(http1: A, h2c: Option<A>, header_timeout: Duration) -> Self {
+        Downstream {
+            http1: Arc::new(http1),
+            h2c: h2c.map(Arc::new),
+            header_timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // A kept-alive HTTP/1 connection comes back already wrapped: no peeking again.
+        if stream.as_any().is::<HeaderDeadline>() {
+            return self.http1.process_new(stream, shutdown).await;
+        }
+        if let Some(h2c) = &self.h2c {
+            if stream.get_ssl_digest().is_none() {
+                let mut preface = [0u8; H2_PREFACE.len()];
+                // Not every stream supports peeking; those are served as HTTP/1.
+                let peeked = stream.try_peek(&mut preface).await.ok()?;
+                if peeked && preface == H2_PREFACE {
+                    return h2c.process_new(stream, shutdown).await;
+                }
+            }
+        }
+        let stream: Stream = Box::new(HeaderDeadline::new(stream, self.header_timeout));
+        self.http1.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.http1.cleanup().await;
+        if let Some(h2c) = &self.h2c {
+            h2c.cleanup().await;
+        }
+    }
+}
