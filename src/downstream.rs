@@ -10,10 +10,14 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use pingora_core::{apps::ServerApp, protocols::Stream, server::ShutdownWatch};
 
-use crate::header_deadline::{HeaderDeadline, H2_PREFACE};
+use crate::{
+    header_deadline::{HeaderDeadline, H2_PREFACE},
+    snapshot::Shared,
+};
 
 /// Serves downstream connections with `http1` (and `h2c` for cleartext HTTP/2).
 pub struct Downstream<A> {
+    shared: Arc<Shared>,
     http1: Arc<A>,
     h2c: Option<Arc<A>>,
     header_timeout: Duration,
@@ -25,8 +29,10 @@ impl<A> Downstream<A> {
     /// `http1` serves HTTP/1 and TLS (ALPN) connections; `h2c`, when given, serves cleartext
     /// connections that start with the HTTP/2 preface. `header_timeout` bounds reading each
     /// HTTP/1 request header.
-    pub fn new(http1: A, h2c: Option<A>, header_timeout: Duration) -> Self {
+    /// Every connection counts in `shared` while it is served (for the SIGTERM drain).
+    pub fn new(shared: Arc<Shared>, http1: A, h2c: Option<A>, header_timeout: Duration) -> Self {
         Downstream {
+            shared,
             http1: Arc::new(http1),
             h2c: h2c.map(Arc::new),
             header_timeout,
@@ -41,6 +47,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let _serving = self.shared.enter();
         // A kept-alive HTTP/1 connection comes back already wrapped: no peeking again.
         if stream.as_any().is::<HeaderDeadline>() {
             return self.http1.process_new(stream, shutdown).await;

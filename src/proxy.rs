@@ -265,7 +265,7 @@ impl ProxyHttp for Gatehouse {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.tls, self.shared.enter())
+        RequestCtx::new(self.tls)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {

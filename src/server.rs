@@ -99,6 +99,7 @@ pub fn run(path: &Path, options: RunOptions) -> Result<(), StartError> {
     // h2c is detected once per connection by `Downstream`, not by Pingora per request. The
     // header deadline is fixed for the process (a reload cannot change it).
     let app = Downstream::new(
+        Arc::clone(&shared),
         proxy_app(false),
         (!tls).then(|| proxy_app(true)),
         config.request_header_timeout,

@@ -56,10 +56,10 @@ pub struct Shared {
     in_flight: AtomicU64,
 }
 
-/// Counts one request as in flight until dropped (for the SIGTERM drain).
-pub struct InFlight(Arc<Shared>);
+/// Counts one downstream connection as being served until dropped (for the SIGTERM drain).
+pub struct InFlight<'a>(&'a Shared);
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -151,13 +151,14 @@ impl Shared {
         }
     }
 
-    /// Marks a request in flight until the guard is dropped.
-    pub fn enter(self: &Arc<Self>) -> InFlight {
+    /// Marks a connection as being served until the guard is dropped.
+    pub fn enter(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        InFlight(self)
     }
 
-    /// Requests currently in flight.
+    /// Connections currently being served (a kept-alive HTTP/1 connection counts while it
+    /// waits for its next request; Pingora ends those waits at shutdown).
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }

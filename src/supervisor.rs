@@ -113,12 +113,13 @@ impl Supervisor {
         }
     }
 
-    /// After SIGTERM: listeners have stopped accepting; wait for in-flight requests to end
-    /// (bounded by the grace period), then exit without waiting out the rest of it.
+    /// After SIGTERM (or SIGQUIT once the sockets are handed over): listeners have stopped
+    /// accepting; wait for the connections being served to finish (bounded by the grace
+    /// period), then exit without waiting out the rest of it.
     async fn drain(&self) {
         let grace = self.shared.load().config.shutdown_grace_period;
         let deadline = Instant::now() + grace;
-        tracing::info!(?grace, "draining in-flight requests");
+        tracing::info!(?grace, "draining connections being served");
         while self.shared.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

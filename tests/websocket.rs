@@ -97,3 +97,27 @@ async fn idle_websocket_outlives_the_route_timeout() {
     echo_once(&mut ws, Message::text("after idling")).await;
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_websocket_survives_reloads() {
+    let up = Upstream::start("ws").await;
+    let gh = start(&up, "allow_websockets: true").await;
+    let mut ws = connect(&gh, "/live").await.expect("upgrade");
+    echo_once(&mut ws, Message::text("before")).await;
+    for i in 0..3 {
+        // A new route each time, so every reload is a real new snapshot.
+        let cfg = format!(
+            "routes:\n{}{}",
+            public_route("http://app.test", "", &up.url(), "allow_websockets: true"),
+            public_route(&format!("http://r{i}.test"), "", &up.url(), "")
+        );
+        gh.reload_with(&cfg);
+        let applied = support::poll_until(Duration::from_secs(5), || async {
+            (gh.get(&format!("r{i}.test"), "/").await.status == 200).then_some(())
+        })
+        .await;
+        assert!(applied.is_some(), "reload {i} never applied");
+        echo_once(&mut ws, Message::text(format!("after reload {i}"))).await;
+    }
+    ws.close(None).await.unwrap();
+}

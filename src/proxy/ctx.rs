@@ -2,10 +2,7 @@
 
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
-use crate::{
-    snapshot::{InFlight, Snapshot},
-    upstreams::Selected,
-};
+use crate::{snapshot::Snapshot, upstreams::Selected};
 
 /// State of one request, created by `new_ctx` and filled in by the phases.
 pub struct RequestCtx {
@@ -34,7 +31,6 @@ pub struct RequestCtx {
     /// Status of a response gatehouse answered itself (0 if none).
     pub status: u16,
     pub started: Instant,
-    _in_flight: InFlight,
 }
 
 /// A request id: generated (fixed-size, no allocation) or kept from a trusted peer.
@@ -47,7 +43,7 @@ enum RequestId {
 
 impl RequestCtx {
     /// A fresh context with a generated request id.
-    pub fn new(tls: bool, in_flight: InFlight) -> RequestCtx {
+    pub fn new(tls: bool) -> RequestCtx {
         RequestCtx {
             snapshot: None,
             request_id: RequestId::generate(),
@@ -62,7 +58,6 @@ impl RequestCtx {
             upgrade: false,
             status: 0,
             started: Instant::now(),
-            _in_flight: in_flight,
         }
     }
 

@@ -78,6 +78,10 @@ impl Gatehouse {
             .arg("run")
             .arg("-c")
             .arg(&config_path)
+            .arg("--upgrade-sock")
+            .arg(dir.path().join("upgrade.sock"))
+            .arg("--pid-file")
+            .arg(dir.path().join("gatehouse.pid"))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
@@ -168,13 +172,52 @@ impl Gatehouse {
 
     /// Sends SIGHUP to the process.
     pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends a signal (`TERM`, `QUIT`, `HUP`…) to the process.
+    pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .arg("-HUP")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .expect("run kill")
             .success();
-        assert!(ok, "kill -HUP failed");
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit status if it did.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts a second process on the same config that takes over this one's listening
+    /// sockets (Pingora's graceful upgrade); the caller then sends SIGQUIT to this one.
+    pub fn spawn_upgrade(&self) -> Child {
+        let log = fs::File::create(self.dir.path().join("gatehouse-upgraded.log")).expect("log");
+        Command::new(binary())
+            .arg("run")
+            .arg("-c")
+            .arg(&self.config_path)
+            .arg("--upgrade")
+            .arg("--upgrade-sock")
+            .arg(self.dir.path().join("upgrade.sock"))
+            .arg("--pid-file")
+            .arg(self.dir.path().join("gatehouse-upgraded.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn upgraded gatehouse")
     }
 
     /// GET on the admin listener; returns the response.
