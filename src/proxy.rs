@@ -401,6 +401,7 @@ impl ProxyHttp for Gatehouse {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let request_id = ctx.request_id_header();
         let (Some(snap), Some(route), Some(selected)) =
             (ctx.snapshot.as_ref(), ctx.route, ctx.selected.as_ref())
         else {
@@ -439,7 +440,7 @@ impl ProxyHttp for Gatehouse {
             peer_ip(session),
             ctx.peer_trusted,
             self.tls,
-            ctx.request_id(),
+            &request_id,
         )
     }
 
@@ -449,11 +450,12 @@ impl ProxyHttp for Gatehouse {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let request_id = ctx.request_id_header();
         let (Some(snap), Some(route)) = (ctx.snapshot.as_ref(), ctx.route) else {
             return Ok(());
         };
         if let RouteAction::Proxy(action) = &snap.config.routes[route].action {
-            headers::apply_response_headers(resp, action, self.tls, ctx.request_id())?;
+            headers::apply_response_headers(resp, action, self.tls, &request_id)?;
         }
         Ok(())
     }

@@ -167,7 +167,10 @@ impl Pool {
                     .is_some_and(|t| tried & bit(t.0) == 0)
         };
         let max = self.targets.len() * 2 + 8;
-        let backend = if self.least_request {
+        // One backend (most routes): no balancer walk, whose iterator allocates a set.
+        let backend = if self.targets.len() == 1 {
+            (tried & 1 == 0 && self.is_healthy(0)).then_some(0)
+        } else if self.least_request {
             self.least_loaded(tried)
         } else {
             match &self.balancer {

@@ -9,6 +9,9 @@ pub struct RequestCtx {
     /// The snapshot this request is decided and forwarded with (taken once, at the start).
     pub snapshot: Option<Arc<Snapshot>>,
     request_id: RequestId,
+    /// The request id as a header value, made once and shared by the upstream request and
+    /// the response.
+    request_id_header: Option<http::HeaderValue>,
     /// The matched route's index.
     pub route: Option<usize>,
     /// The canonical path + query when it differs from what the client sent, or when a
@@ -47,6 +50,7 @@ impl RequestCtx {
         RequestCtx {
             snapshot: None,
             request_id: RequestId::generate(),
+            request_id_header: None,
             route: None,
             canonical_target: None,
             matched_prefix_len: 0,
@@ -70,6 +74,18 @@ impl RequestCtx {
         }
     }
 
+    /// The request id as a header value (built on first use).
+    pub fn request_id_header(&mut self) -> http::HeaderValue {
+        if let Some(value) = &self.request_id_header {
+            return value.clone();
+        }
+        // Generated and kept ids are visible ASCII, so this cannot fail.
+        let value = http::HeaderValue::from_str(self.request_id())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("-"));
+        self.request_id_header = Some(value.clone());
+        value
+    }
+
     /// Keeps a request id sent by a trusted peer, if it is a short printable token.
     pub fn keep_request_id(&mut self, id: &[u8]) {
         let ok = !id.is_empty()
@@ -80,6 +96,7 @@ impl RequestCtx {
         if ok {
             if let Ok(id) = std::str::from_utf8(id) {
                 self.request_id = RequestId::Kept(id.to_owned());
+                self.request_id_header = None;
             }
         }
     }

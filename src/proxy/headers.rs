@@ -8,6 +8,21 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::{config::ProxyAction, upstreams::Target};
 
+// Header names and values used on every request, parsed once. Lookups and removals by
+// `&HeaderName` skip re-parsing a string each time; inserts take lower-case `&'static str`
+// names (Pingora re-parses any name it is given, and a static str costs no copy).
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HOP_BY_HOP: [&HeaderName; 4] = [
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+];
+
 /// Client-sent headers that assert identity: never forwarded, on any route.
 fn asserts_identity(name: &str) -> bool {
     name.starts_with("x-gatehouse-")
@@ -110,7 +125,7 @@ pub(super) fn prepare_upstream_request(
     peer: Option<IpAddr>,
     peer_trusted: bool,
     tls: bool,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> pingora_error::Result<()> {
     if let Some(host) = &action.host_rewrite {
         up.insert_header(header::HOST, host.as_str())?;
@@ -122,7 +137,7 @@ pub(super) fn prepare_upstream_request(
     if let Some(peer) = peer {
         let xff = match up
             .headers
-            .get("x-forwarded-for")
+            .get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
         {
             Some(chain) if peer_trusted => format!("{chain}, {peer}"),
@@ -130,15 +145,16 @@ pub(super) fn prepare_upstream_request(
         };
         up.insert_header("x-forwarded-for", xff)?;
     }
-    if !(peer_trusted && up.headers.contains_key("x-forwarded-proto")) {
-        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    if !(peer_trusted && up.headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        up.insert_header("x-forwarded-proto", proto)?;
     }
-    if !(peer_trusted && up.headers.contains_key("x-forwarded-host")) {
+    if !(peer_trusted && up.headers.contains_key(&X_FORWARDED_HOST)) {
         if let Some(h) = original_host {
             up.insert_header("x-forwarded-host", h.clone())?;
         }
     }
-    up.insert_header("x-request-id", request_id)?;
+    up.insert_header("x-request-id", request_id.clone())?;
     for name in &action.remove_request_headers {
         up.remove_header(name);
     }
@@ -153,12 +169,15 @@ pub(super) fn add_security_headers(
     resp: &mut ResponseHeader,
     tls: bool,
 ) -> pingora_error::Result<()> {
-    resp.insert_header("x-frame-options", "SAMEORIGIN")?;
-    resp.insert_header("x-content-type-options", "nosniff")?;
+    resp.insert_header("x-frame-options", HeaderValue::from_static("SAMEORIGIN"))?;
+    resp.insert_header(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    )?;
     if tls {
         resp.insert_header(
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=31536000; includeSubDomains",
+            "strict-transport-security",
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         )?;
     }
     Ok(())
@@ -169,7 +188,7 @@ pub(super) fn apply_response_headers(
     resp: &mut ResponseHeader,
     action: &ProxyAction,
     tls: bool,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> pingora_error::Result<()> {
     strip_hop_by_hop(resp);
     add_security_headers(resp, tls)?;
@@ -180,7 +199,7 @@ pub(super) fn apply_response_headers(
             resp.insert_header(name.clone(), value.clone())?;
         }
     }
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", request_id.clone())?;
     Ok(())
 }
 
@@ -188,6 +207,15 @@ pub(super) fn apply_response_headers(
 /// header names (a 101 keeps `Connection`/`Upgrade`, which the upgrade needs).
 fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    // Removal touches two maps in Pingora; skip it for what is not there (the common case).
+    for name in HOP_BY_HOP {
+        if resp.headers.contains_key(name) {
+            resp.remove_header(name);
+        }
+    }
+    if !resp.headers.contains_key(header::CONNECTION) {
+        return;
+    }
     let mut doomed: Vec<HeaderName> = Vec::new();
     for value in resp.headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
@@ -203,9 +231,6 @@ fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     }
     for name in doomed {
         resp.remove_header(&name);
-    }
-    for name in ["keep-alive", "proxy-connection", "te", "trailer"] {
-        resp.remove_header(name);
     }
     if !switching {
         resp.remove_header(&header::CONNECTION);

@@ -147,7 +147,7 @@ pub(super) async fn send(
         resp.insert_header(header::LOCATION, location)?;
     }
     super::headers::add_security_headers(&mut resp, ctx.tls)?;
-    resp.insert_header("x-request-id", ctx.request_id())?;
+    resp.insert_header("x-request-id", ctx.request_id_header())?;
     ctx.status = status;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
