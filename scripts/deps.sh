@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gatehouse's build and tests need, if any are missing.
 set -euo pipefail
-need=(cmake libclang-dev clang pkg-config openssl curl nodejs)
+need=(cmake libclang-dev clang pkg-config openssl curl nodejs npm redis-server chromium)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 # Node may come from elsewhere than Debian's package.
-if [ " ${missing[*]} " = " nodejs " ] && command -v node >/dev/null; then missing=(); fi
-missing=("${missing[@]/nodejs/}")
+if command -v node >/dev/null; then missing=("${missing[@]/nodejs/}"); fi
+if command -v npm >/dev/null; then missing=("${missing[@]/npm/}"); fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
-if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
-echo "installing: ${missing[*]}"
-sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+# The local IdP and browser driver (npm, pinned by idp/package-lock.json).
+cd "$(dirname "$0")/../idp"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi

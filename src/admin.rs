@@ -28,11 +28,14 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path();
         let (status, content_type, body) = match path {
-            "/metrics" => (
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.shared.metrics.render(),
-            ),
+            "/metrics" => {
+                self.shared.auth.sync_metrics();
+                (
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.shared.metrics.render(),
+                )
+            }
             "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.shared.listening.load(Ordering::Acquire) => {
                 (StatusCode::OK, "text/plain", b"ready\n".to_vec())

@@ -4,10 +4,13 @@
 //! `upstreams`, `admin`, `supervisor`, `server`). See DESIGN.md for the request path.
 
 pub mod admin;
+pub mod auth;
+pub mod authn;
 pub mod authz;
 pub mod config;
 pub mod downstream;
 pub mod header_deadline;
+pub mod identity;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
@@ -16,6 +19,7 @@ pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod snapshot;
 pub mod supervisor;
 pub mod upstreams;

@@ -40,6 +40,8 @@ enum Command {
     },
     /// Validate the configuration and its policies; print every problem; exit 1 if any.
     Check,
+    /// Print a fresh `cookie_secret` and ES256 `signing_key` (YAML to paste into a config).
+    Keygen,
     /// Work with policies without a configuration.
     Policy {
         #[command(subcommand)]
@@ -72,6 +74,16 @@ fn main() -> ExitCode {
                 },
         }) => policy_test(&files, policies_dir.as_deref()),
         Some(Command::Check) => with_config(cli.config, check),
+        Some(Command::Keygen) => match gatehouse::identity::keygen_text() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("keygen: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Run {
             upgrade,
             upgrade_sock,

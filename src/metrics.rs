@@ -15,6 +15,23 @@ pub struct Metrics {
     pub config_last_reload_success_timestamp_seconds: IntGauge,
     pub config_reloads_total: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub identity: IdentityMetrics,
+}
+
+/// Families of the identity path. Cloned into the identity runtime (handles are shared).
+#[derive(Clone)]
+pub struct IdentityMetrics {
+    /// Finished sign-ins, by result (`success`, `rejected`, `unavailable`).
+    pub logins_total: IntCounterVec,
+    /// Background token refreshes, by result (`success`, `failure`, `invalid_grant`).
+    pub refreshes_total: IntCounterVec,
+    /// Sessions ended by sign-out.
+    pub sign_outs_total: IntCounter,
+    /// Decision cache hits and misses (synchronised from the cache at scrape time).
+    pub decision_cache_hits_total: IntCounter,
+    pub decision_cache_misses_total: IntCounter,
+    /// 1 when the session store answers (and, for Redis, invalidations arrive).
+    pub session_store_up: IntGaugeVec,
 }
 
 /// Pre-resolved request counters of one route, indexed by status class, so that the
@@ -69,6 +86,7 @@ impl Metrics {
         ))?;
         registry.register(Box::new(config_reloads_total.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
+        let identity = IdentityMetrics::register(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -84,6 +102,7 @@ impl Metrics {
             config_last_reload_success_timestamp_seconds,
             config_reloads_total,
             build_info,
+            identity,
         })
     }
 
@@ -101,6 +120,67 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = prometheus::Encoder::encode(&encoder, &self.registry.gather(), &mut out);
         out
+    }
+}
+
+// === impl IdentityMetrics ===
+
+impl IdentityMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let logins_total = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_logins_total",
+                "Finished sign-ins (IdP callbacks), by result.",
+            ),
+            &["result"],
+        )?;
+        let refreshes_total = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_session_refreshes_total",
+                "Background IdP token refreshes, by result.",
+            ),
+            &["result"],
+        )?;
+        let sign_outs_total =
+            IntCounter::new("gatehouse_sign_outs_total", "Sessions ended by sign-out.")?;
+        let decision_cache_hits_total = IntCounter::new(
+            "gatehouse_authz_decision_cache_hits_total",
+            "Authorization decisions answered from the decision cache.",
+        )?;
+        let decision_cache_misses_total = IntCounter::new(
+            "gatehouse_authz_decision_cache_misses_total",
+            "Authorization decisions evaluated (not in the cache).",
+        )?;
+        let session_store_up = IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_session_store_up",
+                "1 when the session store is connected (connection) and invalidations \
+                 arrive (subscription), else 0.",
+            ),
+            &["kind", "check"],
+        )?;
+        registry.register(Box::new(logins_total.clone()))?;
+        registry.register(Box::new(refreshes_total.clone()))?;
+        registry.register(Box::new(sign_outs_total.clone()))?;
+        registry.register(Box::new(decision_cache_hits_total.clone()))?;
+        registry.register(Box::new(decision_cache_misses_total.clone()))?;
+        registry.register(Box::new(session_store_up.clone()))?;
+        Ok(IdentityMetrics {
+            logins_total,
+            refreshes_total,
+            sign_outs_total,
+            decision_cache_hits_total,
+            decision_cache_misses_total,
+            session_store_up,
+        })
+    }
+
+    /// Brings a counter that mirrors an external monotonic count up to `value`.
+    pub fn sync_counter(counter: &IntCounter, value: u64) {
+        let current = counter.get();
+        if value > current {
+            counter.inc_by(value - current);
+        }
     }
 }
 

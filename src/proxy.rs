@@ -1,6 +1,7 @@
 //! The Pingora glue. Each phase takes the snapshot's data and calls one domain function;
 //! no routing, policy or header rules live here.
 
+mod auth;
 mod ctx;
 mod headers;
 mod request;
@@ -18,11 +19,14 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 pub use ctx::RequestCtx;
 use respond::CLIENT_CERTIFICATE_REQUIRED;
 
+use auth::{Endpoint, Identity, Origin};
+
 use crate::{
+    authz::SessionRef,
     config::{MtlsEnforcement, PathMatch, ProxyAction, RedirectAction, Route, RouteAction},
     listeners::TlsInfo,
     path,
-    policy::{self, ClientCertificate, Decision, Reasons, RequestFacts},
+    policy::{ClientCertificate, Decision, FactSet, Reasons, RequestFacts},
     snapshot::{Shared, Snapshot},
 };
 
@@ -34,7 +38,12 @@ pub struct Gatehouse {
 
 /// What `request_filter` decided.
 enum Next {
-    Forward,
+    /// Forward; `true` when a policy permit allows identity headers.
+    Forward(bool),
+    /// A reserved endpoint of gatehouse.
+    Endpoint(Endpoint, Origin),
+    /// Sign-in needed: the origin and the absolute URL to return to afterwards.
+    Login(Origin, String),
     Denied(Reasons),
     Answer(u16, Option<&'static str>),
     Redirect(u16, String),
@@ -50,7 +59,13 @@ impl Gatehouse {
     }
 
     /// Decides what to do with a request before any upstream is involved.
-    fn decide(&self, session: &mut Session, ctx: &mut RequestCtx, snap: &Snapshot) -> Next {
+    fn decide(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        snap: &Snapshot,
+        identity: &Identity,
+    ) -> Next {
         let default_port = if self.tls { 443 } else { 80 };
         let req = session.req_header();
         let (authority, target) = match request::inspect(req, default_port) {
@@ -68,10 +83,35 @@ impl Gatehouse {
                 }
             }
         }
-        let Some(index) = snap
+        let found = snap
             .routes
-            .find(authority.host, authority.port, &canonical.path)
-        else {
+            .find(authority.host, authority.port, &canonical.path);
+        if let Some(endpoint) = auth::endpoint_of(&canonical.path) {
+            let auth_host = snap
+                .config
+                .identity
+                .authenticate_service_url
+                .as_ref()
+                .and_then(|u| u.host_str());
+            let on_auth_host = auth_host.is_some_and(|h| h.eq_ignore_ascii_case(authority.host));
+            let reserved_here = match endpoint {
+                // The IdP's callback belongs to the authenticate host (every host when none
+                // is configured); elsewhere the path is the app's own.
+                Endpoint::OAuthCallback => auth_host.is_none() || on_auth_host,
+                _ => true,
+            };
+            if reserved_here && (found.is_some() || on_auth_host) {
+                ctx.route = found;
+                return Next::Endpoint(
+                    endpoint,
+                    Origin {
+                        origin: origin_of(self.tls, &authority),
+                        query: canonical.query.map(str::to_owned),
+                    },
+                );
+            }
+        }
+        let Some(index) = found else {
             return Next::Answer(404, None);
         };
         ctx.route = Some(index);
@@ -86,13 +126,49 @@ impl Gatehouse {
                 return Next::Answer(CLIENT_CERTIFICATE_REQUIRED, None);
             }
         }
-        // No session yet (identity arrives with later work): decide as an anonymous request.
+        let policy = &route.access.compiled;
+        let loaded = match identity {
+            Identity::Session(loaded) => Some(loaded),
+            Identity::Anonymous => None,
+            Identity::Conflict => return Next::Answer(400, Some("cookie-and-bearer")),
+            // The store is down and the session is not cached: only a policy that does not
+            // care who is asking may decide now (never a redirect loop, never "anonymous").
+            Identity::Unavailable if policy.facts_read().contains(FactSet::SUBJECT) => {
+                return Next::Answer(503, Some("session-store-unavailable"));
+            }
+            Identity::Unavailable => None,
+        };
+        let session_ref = loaded.map(|l| SessionRef {
+            key: l.key,
+            expires_at: l.expires,
+            subject: &l.record.subject,
+        });
         let facts = request_facts(session, ctx, &canonical.path);
-        match policy::evaluate(&route.access.compiled, None, &facts, SystemTime::now()) {
-            Decision::Allow(_) => {}
+        let permit = match self.shared.auth.decisions.decide(
+            snap.generation,
+            index,
+            policy,
+            session_ref.as_ref(),
+            &facts,
+            SystemTime::now(),
+        ) {
+            Decision::Allow(_) => loaded.is_some(),
             Decision::Deny(reasons) => return Next::Denied(reasons),
-            Decision::NeedsLogin => return Next::Answer(401, None),
-        }
+            Decision::NeedsLogin => {
+                let origin = origin_of(self.tls, &authority);
+                let return_to = match canonical.query {
+                    Some(q) => format!("{}{}?{q}", origin, canonical.path),
+                    None => format!("{}{}", origin, canonical.path),
+                };
+                return Next::Login(
+                    Origin {
+                        origin,
+                        query: None,
+                    },
+                    return_to,
+                );
+            }
+        };
         match &route.action {
             RouteAction::Redirect(r) => Next::Redirect(
                 r.response_code,
@@ -124,9 +200,78 @@ impl Gatehouse {
                 }
                 ctx.upgrade =
                     action.allow_websockets && req.headers.contains_key(http::header::UPGRADE);
-                Next::Forward
+                Next::Forward(permit)
             }
         }
+    }
+}
+
+/// The identity assertion and claim headers for a permitted request, when the route (or the
+/// global setting) passes identity headers.
+fn identity_headers(
+    snap: &Snapshot,
+    route: usize,
+    loaded: &crate::session::Loaded,
+    req: &RequestHeader,
+    now: SystemTime,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let identity = &snap.config.identity;
+    let pass = snap.config.routes[route]
+        .access
+        .pass_identity_headers
+        .unwrap_or(identity.pass_identity_headers);
+    if !pass {
+        return Vec::new();
+    }
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+        .unwrap_or_default();
+    let audience = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']'))
+        .map_or(host, |(h, _)| h);
+    let issuer = identity
+        .authenticate_service_url
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .unwrap_or(audience);
+    let request = crate::identity::AssertionRequest {
+        session_id: loaded.key.id,
+        session_version: loaded.key.version,
+        sid: loaded.sid(),
+        issuer,
+        audience,
+        subject: &loaded.record.subject,
+    };
+    let mut out =
+        crate::identity::claim_header_values(&loaded.record.subject, &identity.jwt_claims_headers);
+    match snap.keys.assertions.get_or_sign(&request, now) {
+        Ok(token) => out.push((
+            http::HeaderName::from_static("x-gatehouse-jwt-assertion"),
+            token,
+        )),
+        Err(e) => tracing::error!(error = %e, "identity assertion could not be signed"),
+    }
+    out
+}
+
+/// `scheme://host[:port]` of a request that matched the configuration (default ports left out).
+fn origin_of(tls: bool, authority: &request::Authority<'_>) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let default = if tls { 443 } else { 80 };
+    let host = authority.host.to_ascii_lowercase();
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    if authority.port == default {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}:{}", authority.port)
     }
 }
 
@@ -281,14 +426,44 @@ impl ProxyHttp for Gatehouse {
             }
         }
         session.set_keepalive(Some(snap.config.timeout_idle.as_secs()));
-        let next = self.decide(session, ctx, &snap);
+        let auth = &self.shared.auth;
+        let now = SystemTime::now();
+        let identity =
+            auth::identify(auth, &snap.keys, &snap.config, session.req_header(), now).await;
+        let next = self.decide(session, ctx, &snap, &identity);
         let show_details = ctx
             .route
             .is_some_and(|r| snap.config.routes[r].show_error_details);
         ctx.snapshot = Some(Arc::clone(&snap));
+        let env = auth::Env {
+            auth,
+            keys: &snap.keys,
+            config: &snap.config,
+        };
         match next {
-            Next::Forward => {
-                headers::strip_client_headers(session.req_header_mut(), trusted);
+            Next::Endpoint(endpoint, origin) => {
+                auth::serve(session, ctx, env, endpoint, &origin, &identity).await?;
+                Ok(true)
+            }
+            Next::Login(origin, return_to) => {
+                auth::needs_login(session, ctx, env, &origin, return_to).await?;
+                Ok(true)
+            }
+            Next::Forward(permit) => {
+                let req = session.req_header();
+                ctx.strip_authorization = auth::carries_our_bearer(req, &snap.keys);
+                let identity_headers = match (&identity, ctx.route) {
+                    (Identity::Session(loaded), Some(route)) if permit => {
+                        identity_headers(&snap, route, loaded, req, now)
+                    }
+                    _ => Vec::new(),
+                };
+                ctx.identity_headers = identity_headers;
+                let req = session.req_header_mut();
+                headers::strip_client_headers(req, trusted);
+                for (name, _) in &snap.config.identity.jwt_claims_headers {
+                    req.remove_header(name);
+                }
                 if ctx.upgrade {
                     if let Some(RouteAction::Proxy(action)) =
                         ctx.route.map(|r| &snap.config.routes[r].action)
@@ -441,7 +616,35 @@ impl ProxyHttp for Gatehouse {
             ctx.peer_trusted,
             self.tls,
             &request_id,
-        )
+        )?;
+        // gatehouse's own cookie and bearer token never reach the upstream.
+        let cookie_name = snap.config.identity.cookie_name.as_str();
+        let cookies: Vec<http::HeaderValue> = up
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        if cookies
+            .iter()
+            .any(|c| auth::strip_our_cookies(c, cookie_name).is_some())
+        {
+            up.remove_header(&http::header::COOKIE);
+            for c in &cookies {
+                match auth::strip_our_cookies(c, cookie_name) {
+                    None => up.append_header(http::header::COOKIE, c.clone())?,
+                    Some(Some(kept)) => up.append_header(http::header::COOKIE, kept)?,
+                    Some(None) => false,
+                };
+            }
+        }
+        if ctx.strip_authorization {
+            up.remove_header(&http::header::AUTHORIZATION);
+        }
+        for (name, value) in ctx.identity_headers.drain(..) {
+            up.insert_header(name, value)?;
+        }
+        Ok(())
     }
 
     async fn response_filter(

@@ -13,6 +13,7 @@ use pingora_core::{
 
 use crate::{
     admin::{Admin, HttpsRedirect},
+    auth::{Auth, Fallbacks},
     config,
     downstream::Downstream,
     listeners,
@@ -33,6 +34,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("identity: {0}")]
+    Identity(String),
 }
 
 /// Options of `gatehouse run` that are not in the config file.
@@ -54,9 +57,29 @@ pub fn run(path: &Path, options: RunOptions) -> Result<(), StartError> {
         tracing::warn!("{}: {warning}", path.display());
     }
     let metrics = Metrics::new()?;
-    let snapshot = Snapshot::build(loaded.config, 1, None, &metrics)?;
+    let fallbacks = Fallbacks::generate().map_err(StartError::Identity)?;
+    let snapshot = Snapshot::build(loaded.config, 1, None, &metrics, &fallbacks)?;
     let config = snapshot.config.clone();
-    let shared = Arc::new(Shared::new(snapshot, metrics, path.to_path_buf()));
+    if snapshot.keys.generated_cookie_secret {
+        tracing::warn!(
+            "no cookie_secret configured: a random one is used, so sessions end when gatehouse \
+             restarts (set one from `gatehouse keygen`)"
+        );
+    }
+    if config.identity.signing_key_pem.is_none() {
+        tracing::warn!(
+            "no signing_key configured: identity assertions are signed with a key generated \
+             at start (set one from `gatehouse keygen`; every fleet member needs the same)"
+        );
+    }
+    let auth = Auth::start(&config, metrics.identity.clone()).map_err(StartError::Identity)?;
+    let shared = Arc::new(Shared::new(
+        snapshot,
+        metrics,
+        path.to_path_buf(),
+        auth,
+        fallbacks,
+    ));
 
     let mut conf = ServerConf {
         threads: if config.threads == 0 {

@@ -15,6 +15,7 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
+    auth::{Auth, AuthKeys, Fallbacks},
     config::{Config, RouteAction},
     listeners::CertificateStore,
     metrics::{Metrics, RouteCounters},
@@ -29,6 +30,8 @@ pub enum BuildError {
     Pool { route: usize, source: PoolError },
     #[error("certificates: {0}")]
     Certificates(String),
+    #[error("{0}")]
+    Keys(String),
 }
 
 /// One generation of the running configuration.
@@ -43,11 +46,17 @@ pub struct Snapshot {
     pub counters: Vec<RouteCounters>,
     /// Server certificates chosen by SNI.
     pub certificates: Arc<CertificateStore>,
+    /// Cookie sealing and identity signing keys.
+    pub keys: Arc<AuthKeys>,
 }
 
 /// Process-wide state shared by all services.
 pub struct Shared {
     current: ArcSwap<Snapshot>,
+    /// The identity runtime (sessions, relying party, decision cache).
+    pub auth: Arc<Auth>,
+    /// Secrets generated at start, used while the config sets none.
+    pub fallbacks: Fallbacks,
     pub metrics: Metrics,
     pub config_path: PathBuf,
     next_generation: AtomicU64,
@@ -75,7 +84,10 @@ impl Snapshot {
         generation: u64,
         previous: Option<&Snapshot>,
         metrics: &Metrics,
+        fallbacks: &Fallbacks,
     ) -> Result<Snapshot, BuildError> {
+        let keys =
+            Arc::new(AuthKeys::build(&config.identity, fallbacks).map_err(BuildError::Keys)?);
         let routes = RouteTable::new(&config.routes);
         // Reuse is looked up by settings fingerprint in one map, not by scanning every
         // previous pool per route (10,000 routes would make that 10^8 comparisons).
@@ -122,6 +134,7 @@ impl Snapshot {
             pools,
             counters,
             certificates,
+            keys,
         })
     }
 
@@ -136,7 +149,13 @@ impl Snapshot {
 
 impl Shared {
     /// Wraps the first snapshot (generation 1).
-    pub fn new(first: Snapshot, metrics: Metrics, config_path: PathBuf) -> Shared {
+    pub fn new(
+        first: Snapshot,
+        metrics: Metrics,
+        config_path: PathBuf,
+        auth: Arc<Auth>,
+        fallbacks: Fallbacks,
+    ) -> Shared {
         metrics.config_last_reload_success.set(1);
         metrics
             .config_last_reload_success_timestamp_seconds
@@ -144,6 +163,8 @@ impl Shared {
         Shared {
             next_generation: AtomicU64::new(first.generation + 1),
             current: ArcSwap::from_pointee(first),
+            auth,
+            fallbacks,
             metrics,
             config_path,
             listening: AtomicBool::new(false),

@@ -145,8 +145,14 @@ pub async fn reload(shared: &Arc<Shared>) -> ReloadOutcome {
         let loaded = config::load(&path).map_err(|e| e.to_string())?;
         let current = shared2.load();
         let generation = shared2.take_generation();
-        Snapshot::build(loaded.config, generation, Some(&current), &shared2.metrics)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        Snapshot::build(
+            loaded.config,
+            generation,
+            Some(&current),
+            &shared2.metrics,
+            &shared2.fallbacks,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))
     })
     .await;
     match built {

@@ -184,6 +184,7 @@ pub(super) fn build(file: FileConfig, sources: &Sources, report: &mut Report) ->
             identity_providers,
             programmatic_redirect_domain_whitelist,
         },
+        insecure_server,
         sources,
         report,
     );

@@ -55,17 +55,40 @@ const SAME_SITE: &[(&str, SameSite)] = &[
     ("none", SameSite::None),
 ];
 
-const REDIS_SCHEMES: &[&str] = &["redis", "rediss", "redis+sentinel", "redis+cluster"];
-
-/// Converts and checks the identity keys; warns once when any is set, since sign-in arrives
-/// with the identity work.
-pub(super) fn build(keys: Keys, sources: &Sources, report: &mut Report) -> IdentitySettings {
-    if let Some(first) = first_set(&keys) {
+/// Converts and checks the identity keys.
+pub(super) fn build(
+    keys: Keys,
+    insecure_server: bool,
+    sources: &Sources,
+    report: &mut Report,
+) -> IdentitySettings {
+    if insecure_server && (keys.idp_provider_url.is_some() || keys.idp_provider.is_some()) {
         report.warn(
-            first,
-            "identity settings are validated, but sign-in arrives with the identity work: \
-             until then, routes that need a signed-in user deny every request",
+            "insecure_server",
+            "sign-in over plain HTTP: session cookies are sent without Secure \
+             (fine for a local demo; use TLS anywhere else)",
         );
+    }
+    if keys
+        .session_store
+        .as_deref()
+        .is_some_and(|s| s.trim() != "memory")
+    {
+        if keys.signing_key.is_none() && keys.signing_key_file.is_none() {
+            report.warn(
+                "session_store",
+                "a shared session store without signing_key: every instance signs identity \
+                 assertions with its own generated key (give the fleet one key from \
+                 `gatehouse keygen`)",
+            );
+        }
+        if keys.cookie_secret.is_none() && keys.cookie_secret_file.is_none() {
+            report.warn(
+                "session_store",
+                "a shared session store without cookie_secret: each instance generates its \
+                 own, so no session works across instances or restarts",
+            );
+        }
     }
     let Keys {
         authenticate_service_url,
@@ -174,33 +197,6 @@ pub(super) fn build(keys: Keys, sources: &Sources, report: &mut Report) -> Ident
     }
 }
 
-/// The first identity key that is set, in file-key order.
-fn first_set(keys: &Keys) -> Option<&'static str> {
-    let set = [
-        (
-            "authenticate_service_url",
-            keys.authenticate_service_url.is_some(),
-        ),
-        ("idp_provider", keys.idp_provider.is_some()),
-        ("idp_provider_url", keys.idp_provider_url.is_some()),
-        ("idp_client_id", keys.idp_client_id.is_some()),
-        ("idp_client_secret", keys.idp_client_secret.is_some()),
-        (
-            "idp_client_secret_file",
-            keys.idp_client_secret_file.is_some(),
-        ),
-        ("idp_scopes", keys.idp_scopes.is_some()),
-        ("cookie_secret", keys.cookie_secret.is_some()),
-        ("cookie_secret_file", keys.cookie_secret_file.is_some()),
-        ("session_store", keys.session_store.is_some()),
-        ("signing_key", keys.signing_key.is_some()),
-        ("signing_key_file", keys.signing_key_file.is_some()),
-        ("jwt_claims_headers", keys.jwt_claims_headers.is_some()),
-        ("identity_providers", keys.identity_providers.is_some()),
-    ];
-    set.iter().find(|(_, is_set)| *is_set).map(|(key, _)| *key)
-}
-
 /// List entries, or the parts of a comma-separated string, with their key paths.
 fn comma_entries(value: OneOrMany, path: &str) -> Vec<(String, String)> {
     match value {
@@ -243,18 +239,11 @@ fn session_store_url(text: &str) -> Result<SessionStoreUrl, String> {
     if text == "memory" {
         return Ok(SessionStoreUrl::Memory);
     }
-    let hint = "use memory, or a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL";
-    // Not echoed: the URL may carry a password.
-    let url = url::Url::parse(text).map_err(|_| format!("invalid session store ({hint})"))?;
-    if !REDIS_SCHEMES.contains(&url.scheme()) {
-        return Err(format!(
-            "unsupported session store scheme {:?} ({hint})",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("session store URL has no host".to_owned());
-    }
+    // The store's own parser (pure; its messages never repeat a password).
+    crate::session::store::validate_url(text).map_err(|e| match e {
+        crate::session::store::StoreError::Config(m) => m,
+        other => other.to_string(),
+    })?;
     Ok(SessionStoreUrl::Redis(text.to_owned()))
 }
 

@@ -31,6 +31,10 @@ pub struct RequestCtx {
     pub peer_trusted: bool,
     /// The request asks for a protocol upgrade the route allows.
     pub upgrade: bool,
+    /// Identity headers (assertion, claims) for the upstream request; only with a permit.
+    pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The Authorization header carries gatehouse's own bearer token: not forwarded.
+    pub strip_authorization: bool,
     /// Status of a response gatehouse answered itself (0 if none).
     pub status: u16,
     pub started: Instant,
@@ -60,6 +64,8 @@ impl RequestCtx {
             client_ip: None,
             peer_trusted: false,
             upgrade: false,
+            identity_headers: Vec::new(),
+            strip_authorization: false,
             status: 0,
             started: Instant::now(),
         }

@@ -96,6 +96,17 @@ pub(super) async fn error_page(
     status: u16,
     detail: Option<&str>,
 ) -> pingora_error::Result<()> {
+    error_page_with(session, ctx, status, detail, Vec::new()).await
+}
+
+/// [`error_page`] with extra response headers (say, a cookie to clear).
+pub(super) async fn error_page_with(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    detail: Option<&str>,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+) -> pingora_error::Result<()> {
     let request_id = ctx.request_id();
     let html = prefers_html(session);
     let body = if html {
@@ -127,7 +138,44 @@ pub(super) async fn error_page(
     } else {
         "application/json"
     };
-    send(session, ctx, status, content_type, Bytes::from(body), None).await
+    let mut headers = headers;
+    headers.push((
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    ));
+    reply(session, ctx, status, headers, Bytes::from(body)).await
+}
+
+/// Sends a complete response with the given headers (Content-Type among them when there is
+/// a body), plus `Cache-Control: no-store` unless set, the security headers and the request id.
+pub(super) async fn reply(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    body: Bytes,
+) -> pingora_error::Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 5))?;
+    for (name, value) in headers {
+        resp.append_header(name, value)?;
+    }
+    if !resp.headers.contains_key(header::CACHE_CONTROL) {
+        resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    }
+    if status != 304 {
+        resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    }
+    super::headers::add_security_headers(&mut resp, ctx.tls)?;
+    resp.insert_header("x-request-id", ctx.request_id_header())?;
+    ctx.status = status;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only || body.is_empty())
+        .await?;
+    if !head_only && !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
 }
 
 /// Sends a complete response gatehouse produced itself, with the security headers.
@@ -160,7 +208,7 @@ pub(super) async fn send(
 }
 
 /// Escapes text for HTML.
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

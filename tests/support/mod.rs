@@ -9,6 +9,7 @@
     clippy::expect_used
 )]
 
+pub mod idp;
 pub mod raw;
 pub mod tls;
 pub mod upstream;
@@ -67,8 +68,13 @@ impl Gatehouse {
     /// Starts gatehouse with `address` and `metrics_address` on fresh ports, followed by
     /// `body` (which says whether the listener is TLS). Waits until `/readyz` answers 200.
     pub async fn start(body: &str) -> Gatehouse {
+        Self::start_at(free_addr(), body).await
+    }
+
+    /// [`Gatehouse::start`] on a given public address (when the config must name it, e.g.
+    /// for an IdP client's redirect URI registered before gatehouse starts).
+    pub async fn start_at(addr: SocketAddr, body: &str) -> Gatehouse {
         let dir = tempfile::tempdir().expect("tempdir");
-        let addr = free_addr();
         let admin = free_addr();
         let config_path = dir.path().join("gatehouse.yaml");
         let log_path = dir.path().join("gatehouse.log");

@@ -1,0 +1,315 @@
+//! The identity runtime shared by every request: the session store and cache, the OIDC
+//! relying party, the decision cache and the background work (discovery, refresh) on a
+//! dedicated runtime. Keys that a config may set (cookie secret, signing keys) live in each
+//! snapshot as [`AuthKeys`]; when the config has none, the ones generated at start are used
+//! for the life of the process.
+
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use moka::sync::Cache;
+
+use crate::{
+    authn::oidc::{AuthnError, Oidc, OidcSettings, SignedInRef},
+    authz::DecisionCache,
+    config::{Config, IdentitySettings, IdpProvider, SessionStoreUrl},
+    identity::{AssertionCache, SigningKeys},
+    metrics::IdentityMetrics,
+    session::{store, Loaded, SessionId, Sessions},
+};
+
+/// Sessions cached per instance.
+const SESSION_CACHE_CAPACITY: u64 = 100_000;
+/// Decisions cached per instance, and how long at most.
+const DECISION_CACHE_CAPACITY: u64 = 200_000;
+const DECISION_MAX_TTL: Duration = Duration::from_secs(300);
+/// Tokens are refreshed this long before they expire.
+pub const REFRESH_AHEAD: Duration = Duration::from_secs(60);
+/// After a refresh (failed or not), the next one for the same session waits this long.
+const REFRESH_RETRY: Duration = Duration::from_secs(5);
+
+/// Keys of one configuration snapshot.
+pub struct AuthKeys {
+    pub sealer: crate::session::Sealer,
+    pub assertions: AssertionCache,
+    /// The cookie secret was generated at start (not configured).
+    pub generated_cookie_secret: bool,
+}
+
+/// What a process generates once when the config does not set it.
+pub struct Fallbacks {
+    cookie_secret: [u8; 32],
+    signing: Arc<SigningKeys>,
+}
+
+/// The identity runtime.
+pub struct Auth {
+    pub sessions: Arc<Sessions>,
+    pub oidc: Option<Arc<Oidc>>,
+    pub decisions: DecisionCache,
+    /// States of logins already redeemed here (single use).
+    used_states: Cache<String, ()>,
+    /// Sessions being refreshed by this instance, or whose refresh failed recently.
+    refreshing: Cache<SessionId, ()>,
+    runtime: tokio::runtime::Handle,
+    pub metrics: IdentityMetrics,
+}
+
+// === impl Fallbacks ===
+
+impl Fallbacks {
+    /// Fresh random secrets.
+    pub fn generate() -> Result<Fallbacks, String> {
+        let mut cookie_secret = [0u8; 32];
+        rand::fill(&mut cookie_secret);
+        let signing = SigningKeys::generate().map_err(|e| e.to_string())?;
+        Ok(Fallbacks {
+            cookie_secret,
+            signing: Arc::new(signing),
+        })
+    }
+}
+
+// === impl AuthKeys ===
+
+impl AuthKeys {
+    /// The keys for `identity`, falling back to the process's generated ones.
+    pub fn build(identity: &IdentitySettings, fallbacks: &Fallbacks) -> Result<AuthKeys, String> {
+        let sealer = crate::session::Sealer::new(
+            identity
+                .cookie_secret
+                .as_ref()
+                .unwrap_or(&fallbacks.cookie_secret),
+        );
+        let signing = match &identity.signing_key_pem {
+            Some(pem) => {
+                Arc::new(SigningKeys::from_pem(pem).map_err(|e| format!("signing_key: {e}"))?)
+            }
+            None => Arc::clone(&fallbacks.signing),
+        };
+        Ok(AuthKeys {
+            sealer,
+            assertions: AssertionCache::new(signing, 64 << 20),
+            generated_cookie_secret: identity.cookie_secret.is_none(),
+        })
+    }
+}
+
+// === impl Auth ===
+
+impl Auth {
+    /// Starts the identity runtime for the first config: a dedicated thread runs store
+    /// connections, the invalidation listener and IdP calls. Neither the store nor the IdP
+    /// needs to be reachable now.
+    pub fn start(config: &Config, metrics: IdentityMetrics) -> Result<Arc<Auth>, String> {
+        // One process-wide rustls provider for the IdP and Redis clients (an error only means
+        // one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gatehouse-auth")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("identity runtime: {e}"))?;
+        let handle = runtime.handle().clone();
+        // The runtime lives as long as the process.
+        std::mem::forget(runtime);
+        let identity = &config.identity;
+        let url = match &identity.session_store {
+            SessionStoreUrl::Memory => "memory".to_owned(),
+            SessionStoreUrl::Redis(url) => url.clone(),
+        };
+        let (sessions, oidc) = handle.block_on(async {
+            let store = store::open(&url, store::StoreOptions::default())
+                .map_err(|e| format!("session_store: {e}"))?;
+            let sessions = Sessions::new(store, SESSION_CACHE_CAPACITY);
+            sessions.listen();
+            let oidc = match oidc_settings(identity) {
+                Some(settings) => {
+                    let oidc = Oidc::new(settings).map_err(|e| e.to_string())?;
+                    let warm = Arc::clone(&oidc);
+                    tokio::spawn(async move { warm.warm_up().await });
+                    Some(oidc)
+                }
+                None => None,
+            };
+            Ok::<_, String>((sessions, oidc))
+        })?;
+        Ok(Arc::new(Auth {
+            sessions,
+            oidc,
+            decisions: DecisionCache::new(DECISION_CACHE_CAPACITY, DECISION_MAX_TTL),
+            used_states: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(900))
+                .build(),
+            refreshing: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(REFRESH_RETRY)
+                .build(),
+            runtime: handle,
+            metrics,
+        }))
+    }
+
+    /// Copies the decision cache counters and the store's health into the metrics (called
+    /// when `/metrics` is scraped).
+    pub fn sync_metrics(&self) {
+        let m = &self.metrics;
+        IdentityMetrics::sync_counter(&m.decision_cache_hits_total, self.decisions.hits());
+        IdentityMetrics::sync_counter(&m.decision_cache_misses_total, self.decisions.misses());
+        let store = self.sessions.store();
+        let health = store.health();
+        m.session_store_up
+            .with_label_values(&[store.kind(), "connection"])
+            .set(i64::from(health.connected));
+        m.session_store_up
+            .with_label_values(&[store.kind(), "subscription"])
+            .set(i64::from(health.subscribed));
+    }
+
+    /// Runs `fut` on the identity runtime (store and IdP connections live there) and waits
+    /// for it from any runtime.
+    pub async fn run<T, F>(&self, fut: F) -> Option<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.runtime.spawn(fut).await.ok()
+    }
+
+    /// Marks a login state as redeemed; false if it already was (a replay).
+    pub fn redeem_state(&self, state: &str) -> bool {
+        let mut fresh = false;
+        self.used_states.entry(state.to_owned()).or_insert_with(|| {
+            fresh = true;
+        });
+        fresh
+    }
+
+    /// Refreshes the session's IdP tokens in the background when they expire within
+    /// [`REFRESH_AHEAD`]: one refresh per session in this instance (and across the fleet, by a
+    /// store lock). The request that noticed goes on with the current session.
+    pub fn refresh_if_due(self: &Arc<Self>, loaded: &Arc<Loaded>, now: SystemTime) {
+        let Some(oidc) = &self.oidc else { return };
+        let tokens = &loaded.record.tokens;
+        let due = tokens.refresh_token.is_some()
+            && tokens
+                .expires_at
+                .is_some_and(|exp| exp <= crate::session::unix(now + REFRESH_AHEAD));
+        if !due {
+            return;
+        }
+        let mut claimed = false;
+        self.refreshing.entry(loaded.id).or_insert_with(|| {
+            claimed = true;
+        });
+        if !claimed {
+            return;
+        }
+        let (auth, oidc, loaded) = (Arc::clone(self), Arc::clone(oidc), Arc::clone(loaded));
+        self.runtime.spawn(async move {
+            auth.refresh(&oidc, &loaded).await;
+        });
+    }
+
+    async fn refresh(&self, oidc: &Oidc, loaded: &Loaded) {
+        let store = self.sessions.store();
+        let mut lock_name = b"refresh:".to_vec();
+        lock_name.extend_from_slice(&loaded.id);
+        let token = match store.try_lock(&lock_name, Duration::from_secs(30)).await {
+            Ok(Some(token)) => token,
+            // Another instance refreshes it.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh skipped: session store unavailable");
+                return;
+            }
+        };
+        let record = &loaded.record;
+        let previous = SignedInRef {
+            issuer: &record.issuer,
+            user_id: &record.subject.user_id,
+            subject: &record.subject,
+            tokens: &record.tokens,
+        };
+        match oidc.refresh(&previous).await {
+            Ok(signed_in) => {
+                self.metrics
+                    .refreshes_total
+                    .with_label_values(&["success"])
+                    .inc();
+                let mut next = record.clone();
+                next.subject = signed_in.subject;
+                next.tokens = signed_in.tokens;
+                next.refreshed_at = crate::session::unix(SystemTime::now());
+                // The claim in `refreshing` stays until REFRESH_RETRY passes: at most one
+                // refresh per session per interval, even with tokens shorter than
+                // REFRESH_AHEAD.
+                if let Err(e) = self.sessions.update(loaded, next, SystemTime::now()).await {
+                    tracing::warn!(error = %e, "refreshed session could not be stored");
+                }
+            }
+            Err(AuthnError::InvalidGrant) => {
+                self.metrics
+                    .refreshes_total
+                    .with_label_values(&["invalid_grant"])
+                    .inc();
+                tracing::info!(sid = %loaded.sid(), "refresh token rejected; session ended");
+                if let Err(e) = self.sessions.delete(&loaded.id).await {
+                    tracing::warn!(error = %e, "ended session could not be deleted");
+                }
+            }
+            // Timeouts, 5xx, garbage: keep the session and retry after REFRESH_RETRY.
+            Err(e) => {
+                self.metrics
+                    .refreshes_total
+                    .with_label_values(&["failure"])
+                    .inc();
+                tracing::warn!(error = %e, sid = %loaded.sid(), "refresh failed; will retry");
+            }
+        }
+        if let Err(e) = store.unlock(&lock_name, &token).await {
+            tracing::debug!(error = %e, "refresh lock release failed (it expires)");
+        }
+    }
+}
+
+/// The relying party's settings, with the provider presets' defaults.
+pub fn oidc_settings(identity: &IdentitySettings) -> Option<OidcSettings> {
+    let provider = identity.idp_provider.unwrap_or(IdpProvider::Oidc);
+    let issuer = match (&identity.idp_provider_url, provider) {
+        // Auth0 issuers end with a slash; elsewhere a bare host has none.
+        (Some(url), IdpProvider::Auth0) => url.as_str().to_owned(),
+        (Some(url), _) => url.as_str().trim_end_matches('/').to_owned(),
+        (None, IdpProvider::Google) => "https://accounts.google.com".to_owned(),
+        (None, IdpProvider::Gitlab) => "https://gitlab.com".to_owned(),
+        (None, _) => return None,
+    };
+    let client_id = identity.idp_client_id.clone()?;
+    let scopes = if identity.idp_scopes.is_empty() {
+        let mut s = vec!["openid", "profile", "email"];
+        if provider == IdpProvider::Oidc {
+            s.push("groups");
+        }
+        if matches!(
+            provider,
+            IdpProvider::Okta | IdpProvider::Azure | IdpProvider::Auth0
+        ) {
+            s.push("offline_access");
+        }
+        s.into_iter().map(str::to_owned).collect()
+    } else {
+        identity.idp_scopes.clone()
+    };
+    Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret: identity.idp_client_secret.clone(),
+        scopes,
+        groups_claim: "groups".to_owned(),
+    })
+}

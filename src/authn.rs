@@ -1,0 +1,3 @@
+//! Authentication: the OIDC relying party, provider presets, and bearer credentials.
+
+pub mod oidc;
