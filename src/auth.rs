@@ -13,12 +13,15 @@ use std::{
 use moka::sync::Cache;
 
 use crate::{
-    authn::oidc::{AuthnError, Oidc, OidcSettings, SignedInRef},
+    authn::{
+        machine::{MachineError, MachineVerifier},
+        oidc::{AuthnError, Oidc, OidcSettings, SignedInRef},
+    },
     authz::DecisionCache,
     config::{Config, IdentitySettings, IdpProvider, SessionStoreUrl},
     identity::{AssertionCache, SigningKeys},
     metrics::IdentityMetrics,
-    session::{store, Loaded, SessionId, Sessions},
+    session::{store, IdpTokens, Loaded, SessionId, SessionKind, SessionRecord, Sessions},
 };
 
 /// Sessions cached per instance.
@@ -56,6 +59,18 @@ pub struct Auth {
     refreshing: Cache<SessionId, ()>,
     runtime: tokio::runtime::Handle,
     pub metrics: IdentityMetrics,
+    machines: Arc<MachineVerifier>,
+    /// Verified workload JWTs (by SHA-256 of the token) as sessions, until their `exp`.
+    machine_sessions: Cache<[u8; 32], Arc<Loaded>>,
+}
+
+/// The outcome of a bearer JWT.
+pub enum MachineLookup {
+    Found(Arc<Loaded>),
+    /// Not a credential (unknown issuer, bad signature, expired, …).
+    Invalid,
+    /// The issuer's keys could not be fetched.
+    Unavailable,
 }
 
 // === impl Fallbacks ===
@@ -152,6 +167,11 @@ impl Auth {
                 .build(),
             runtime: handle,
             metrics,
+            machines: Arc::new(MachineVerifier::new()?),
+            machine_sessions: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
         }))
     }
 
@@ -179,6 +199,61 @@ impl Auth {
         T: Send + 'static,
     {
         self.runtime.spawn(fut).await.ok()
+    }
+
+    /// The session of a workload JWT from one of `issuers`: cached until the token's `exp`,
+    /// else verified (on the identity runtime, which fetches JWKS).
+    pub async fn machine(
+        &self,
+        token: &str,
+        issuers: &[crate::config::TrustedIssuer],
+        own_kids: Vec<String>,
+        now: SystemTime,
+    ) -> MachineLookup {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(loaded) = self.machine_sessions.get(&digest) {
+            if loaded.expires > now {
+                return MachineLookup::Found(loaded);
+            }
+            self.machine_sessions.invalidate(&digest);
+        }
+        let (verifier, token, issuers) = (
+            Arc::clone(&self.machines),
+            token.to_owned(),
+            issuers.to_vec(),
+        );
+        let verified = self
+            .run(async move { verifier.verify(&token, &issuers, &own_kids).await })
+            .await;
+        let machine = match verified {
+            Some(Ok(m)) => m,
+            Some(Err(MachineError::Unavailable(e))) => {
+                tracing::warn!(error = %e, "workload token issuer keys unavailable");
+                return MachineLookup::Unavailable;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "bearer token refused");
+                return MachineLookup::Invalid;
+            }
+            None => return MachineLookup::Unavailable,
+        };
+        let now_secs = crate::session::unix(now);
+        let record = SessionRecord {
+            version: 1,
+            kind: SessionKind::Machine,
+            subject: machine.subject,
+            issuer: machine.issuer,
+            created_at: now_secs,
+            expires_at: machine.expires_at,
+            refreshed_at: now_secs,
+            tokens: IdpTokens::default(),
+        };
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        let loaded = Arc::new(Loaded::ephemeral(id, record));
+        self.machine_sessions.insert(digest, Arc::clone(&loaded));
+        MachineLookup::Found(loaded)
     }
 
     /// Marks a login state as redeemed; false if it already was (a replay).

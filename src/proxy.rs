@@ -451,7 +451,7 @@ impl ProxyHttp for Gatehouse {
             }
             Next::Forward(permit) => {
                 let req = session.req_header();
-                ctx.strip_authorization = auth::carries_our_bearer(req, &snap.keys);
+                ctx.strip_authorization = auth::carries_our_bearer(req, &identity);
                 let identity_headers = match (&identity, ctx.route) {
                     (Identity::Session(loaded), Some(route)) if permit => {
                         identity_headers(&snap, route, loaded, req, now)

@@ -56,6 +56,8 @@ pub enum SessionKind {
     Browser,
     /// A programmatic login (bearer token).
     Programmatic,
+    /// A workload's JWT from a trusted issuer (never stored; lives as long as the token).
+    Machine,
 }
 
 /// The IdP's tokens of a session. Never shown to anyone, never logged.
@@ -207,6 +209,19 @@ impl Loaded {
             record,
             loaded_at: Instant::now(),
         }
+    }
+
+    /// A session that exists only in this instance's memory (a verified workload JWT): `id`
+    /// is derived from the token, and no ticket can open it.
+    pub fn ephemeral(id: SessionId, record: SessionRecord) -> Loaded {
+        let mut unopenable = [0u8; 32];
+        rand::fill(&mut unopenable);
+        let ticket = Ticket {
+            id,
+            secret: unopenable,
+            issued_at: 0,
+        };
+        Loaded::new(&ticket, record)
     }
 
     /// The session's public handle (the `sid` of identity assertions and logs).

@@ -385,3 +385,160 @@ async fn programmatic_login_gives_a_bearer_token_for_loopback_clients_only() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_cookies_are_no_session_and_a_login_replaces_a_planted_one() {
+    let s = stack(&[], "").await;
+    let alice = Browser::new();
+    let page = alice
+        .login(&format!("{}/app", s.origin), "alice", "alice")
+        .await;
+    assert_eq!(page.status, 200);
+    let first_sid = sid_of(&page.body);
+    let good = alice.cookie(&s.origin, "_gatehouse").unwrap();
+
+    // Every damaged form of a valid cookie is simply no session, with one response shape.
+    let mut flipped = good.clone().into_bytes();
+    flipped[good.len() / 2] = if flipped[good.len() / 2] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let variants = [
+        String::from_utf8(flipped).unwrap(),
+        good[..good.len() - 4].to_owned(),
+        String::new(),
+        "not base64 at all!".to_owned(),
+        format!("{good}AAAA"),
+    ];
+    let api = s.gh.client(&[]);
+    let mut shapes = Vec::new();
+    for v in &variants {
+        let r = api
+            .get(format!("{}/app", s.origin))
+            .header("cookie", format!("_gatehouse={v}"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{v:?}");
+        let mut body: serde_json::Value = r.json().await.unwrap();
+        body.as_object_mut().unwrap().remove("request_id");
+        shapes.push(body);
+    }
+    assert!(shapes.windows(2).all(|w| w[0] == w[1]), "{shapes:#?}");
+
+    // A browser arriving with a planted cookie: starting the login clears it, and the session
+    // it ends up with is new (another id than any before).
+    let url = url::Url::parse(&s.origin).unwrap();
+    let fresh = Browser::new();
+    fresh
+        .jar
+        .add_cookie_str(&format!("_gatehouse={}; Path=/", "planted-junk"), &url);
+    let r = fresh
+        .client
+        .get(format!("{}/app", s.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let cleared = r.headers().get_all("set-cookie").iter().any(|c| {
+        let c = c.to_str().unwrap();
+        c.starts_with("_gatehouse=;") && c.contains("Max-Age=0")
+    });
+    assert!(cleared, "starting a login did not clear the planted cookie");
+    let page = fresh
+        .login(&format!("{}/app", s.origin), "alice", "alice")
+        .await;
+    assert_eq!(page.status, 200);
+    let second_sid = sid_of(&page.body);
+    assert_ne!(first_sid, second_sid, "a login reused a session id");
+    let new_cookie = fresh.cookie(&s.origin, "_gatehouse").unwrap();
+    assert_ne!(new_cookie, "planted-junk");
+    assert_ne!(new_cookie, good);
+}
+
+/// The `sid` claim of the assertion the echo upstream received.
+fn sid_of(body: &str) -> String {
+    let token = echoed(body, "x-gatehouse-jwt-assertion")
+        .pop()
+        .expect("assertion");
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_authenticate_host_hands_sessions_over_with_one_time_codes() {
+    let addr = free_addr();
+    let (auth_origin, app_origin) = (
+        format!("http://auth.localtest:{}", addr.port()),
+        format!("http://app.localtest:{}", addr.port()),
+    );
+    let idp = Idp::start(
+        &ClientSpec {
+            client_id: CLIENT_ID,
+            client_secret: CLIENT_SECRET,
+            origins: &[auth_origin.clone(), app_origin.clone()],
+        },
+        &[],
+    );
+    let upstream = Upstream::start("app").await;
+    let config = format!(
+        "insecure_server: true
+authenticate_service_url: {auth_origin}
+idp_provider_url: {issuer}
+idp_client_id: {CLIENT_ID}
+idp_client_secret: {CLIENT_SECRET}
+cookie_secret: {COOKIE_SECRET}
+pass_identity_headers: true
+routes:
+  - from: {app_origin}
+    to: {up}
+    allow_any_authenticated_user: true
+",
+        issuer = idp.issuer,
+        up = upstream.url(),
+    );
+    let gh = Gatehouse::start_at(addr, &config).await;
+    let browser = Browser::resolving(&[("auth.localtest", addr), ("app.localtest", addr)]);
+    let page = browser
+        .login(&format!("{app_origin}/app"), "bob", "bob")
+        .await;
+    assert_eq!(page.status, 200, "{page:#?}\n{}", gh.log());
+    assert_eq!(page.url, format!("{app_origin}/app"));
+    let handoff = page
+        .trail
+        .iter()
+        .find(|u| u.starts_with(&format!("{app_origin}/.gatehouse/callback?code=")))
+        .expect("the app host received a one-time code")
+        .clone();
+    assert!(
+        page.trail
+            .iter()
+            .any(|u| u.starts_with(&format!("{auth_origin}/oauth2/callback"))),
+        "the IdP returned to the authenticate host: {:#?}",
+        page.trail
+    );
+    // The code is spent: a replay (say, from a log or a Referer) gives nothing.
+    let other = Browser::resolving(&[("app.localtest", addr)]);
+    let r = other.client.get(&handoff).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("set-cookie").is_none());
+    // The authenticate host's callback path is gatehouse's; the app host's is the app's.
+    let r = other
+        .client
+        .get(format!("{app_origin}/oauth2/callback?code=x&state=y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        302,
+        "app host: the path belongs to the route (login first)"
+    );
+}

@@ -16,7 +16,7 @@ use pingora_proxy::Session;
 
 use super::{ctx::RequestCtx, respond};
 use crate::{
-    auth::{Auth, AuthKeys},
+    auth::{Auth, AuthKeys, MachineLookup},
     authn::oidc::{AuthnError, LoginState},
     config::{Config, SameSite},
     session::{self, Loaded, Lookup, Purpose, SessionKind, SessionRecord, Ticket},
@@ -97,6 +97,15 @@ pub(super) async fn identify(
             return Identity::Conflict;
         }
         ticket = Ticket::open(&keys.sealer, bearer);
+        let issuers = &config.identity.identity_providers;
+        if ticket.is_none() && !issuers.is_empty() {
+            let own_kids = keys.assertions.keys().kids().map(str::to_owned).collect();
+            return match auth.machine(bearer, issuers, own_kids, now).await {
+                MachineLookup::Found(loaded) => Identity::Session(loaded),
+                MachineLookup::Invalid => Identity::Anonymous,
+                MachineLookup::Unavailable => Identity::Unavailable,
+            };
+        }
     }
     let Some(ticket) = ticket else {
         return Identity::Anonymous;
@@ -163,9 +172,11 @@ pub(super) fn strip_our_cookies(value: &HeaderValue, name: &str) -> Option<Optio
     Some(HeaderValue::from_str(&kept.join("; ")).ok())
 }
 
-/// Whether the Authorization header carries one of our bearer tokens (never forwarded).
-pub(super) fn carries_our_bearer(req: &RequestHeader, keys: &AuthKeys) -> bool {
-    bearer_token(req).is_some_and(|t| Ticket::open(&keys.sealer, t).is_some())
+/// Whether the Authorization header carried the credential this request was identified by
+/// (gatehouse's bearer token or a workload JWT addressed to gatehouse): never forwarded.
+pub(super) fn carries_our_bearer(req: &RequestHeader, identity: &Identity) -> bool {
+    matches!(identity, Identity::Session(l) if l.record.kind != SessionKind::Browser)
+        && bearer_token(req).is_some()
 }
 
 // === reserved paths ===

@@ -192,8 +192,18 @@ pub struct Page {
 
 impl Browser {
     pub fn new() -> Browser {
+        Self::resolving(&[])
+    }
+
+    /// A browser that resolves each `(name, address)` to that address (for host names that
+    /// only exist in a test).
+    pub fn resolving(names: &[(&str, std::net::SocketAddr)]) -> Browser {
         let jar = Arc::new(reqwest::cookie::Jar::default());
-        let client = super::http_client_builder()
+        let mut builder = super::http_client_builder();
+        for (name, addr) in names {
+            builder = builder.resolve(name, *addr);
+        }
+        let client = builder
             .cookie_provider(Arc::clone(&jar))
             .default_headers({
                 let mut h = reqwest::header::HeaderMap::new();
