@@ -41,8 +41,9 @@ policy-test: ## Run the table tests of the shipped policies (policies/tests/*.ya
 	$(CARGO) build --bin gatehouse
 	$(BIN_DEBUG) policy test --policies-dir policies policies/tests/*.yaml
 
-bench: ## Criterion benchmarks of the policy core (evaluation, cache hit, compiling routes)
+bench: ## Criterion benchmarks: policy core (evaluation, cache hit, 10k routes) and the identity path
 	$(CARGO) bench --bench policy
+	$(CARGO) bench --bench identity
 
 bench-dataplane: release ## wrk: gatehouse public route vs nginx plain proxy (installs nginx, wrk)
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; $$sudo apt-get install -y -qq nginx-light wrk; }

@@ -16,6 +16,7 @@ use crate::{
     authn::{
         machine::{MachineError, MachineVerifier},
         oidc::{AuthnError, Oidc, OidcSettings, SignedInRef},
+        Provider,
     },
     authz::DecisionCache,
     config::{Config, IdentitySettings, IdpProvider, SessionStoreUrl},
@@ -51,7 +52,8 @@ pub struct Fallbacks {
 /// The identity runtime.
 pub struct Auth {
     pub sessions: Arc<Sessions>,
-    pub oidc: Option<Arc<Oidc>>,
+    /// Where people sign in (None: no identity provider configured).
+    pub idp: Option<Provider>,
     pub decisions: DecisionCache,
     /// States of logins already redeemed here (single use).
     used_states: Cache<String, ()>,
@@ -137,25 +139,21 @@ impl Auth {
             SessionStoreUrl::Memory => "memory".to_owned(),
             SessionStoreUrl::Redis(url) => url.clone(),
         };
-        let (sessions, oidc) = handle.block_on(async {
+        let (sessions, idp) = handle.block_on(async {
             let store = store::open(&url, store::StoreOptions::default())
                 .map_err(|e| format!("session_store: {e}"))?;
             let sessions = Sessions::new(store, SESSION_CACHE_CAPACITY);
             sessions.listen();
-            let oidc = match oidc_settings(identity) {
-                Some(settings) => {
-                    let oidc = Oidc::new(settings).map_err(|e| e.to_string())?;
-                    let warm = Arc::clone(&oidc);
-                    tokio::spawn(async move { warm.warm_up().await });
-                    Some(oidc)
-                }
-                None => None,
-            };
-            Ok::<_, String>((sessions, oidc))
+            let idp = provider(identity)?;
+            if let Some(idp) = &idp {
+                let warm = idp.clone();
+                tokio::spawn(async move { warm.warm_up().await });
+            }
+            Ok::<_, String>((sessions, idp))
         })?;
         Ok(Arc::new(Auth {
             sessions,
-            oidc,
+            idp,
             decisions: DecisionCache::new(DECISION_CACHE_CAPACITY, DECISION_MAX_TTL),
             used_states: Cache::builder()
                 .max_capacity(100_000)
@@ -269,7 +267,7 @@ impl Auth {
     /// [`REFRESH_AHEAD`]: one refresh per session in this instance (and across the fleet, by a
     /// store lock). The request that noticed goes on with the current session.
     pub fn refresh_if_due(self: &Arc<Self>, loaded: &Arc<Loaded>, now: SystemTime) {
-        let Some(oidc) = &self.oidc else { return };
+        let Some(idp) = &self.idp else { return };
         let tokens = &loaded.record.tokens;
         let due = tokens.refresh_token.is_some()
             && tokens
@@ -285,13 +283,13 @@ impl Auth {
         if !claimed {
             return;
         }
-        let (auth, oidc, loaded) = (Arc::clone(self), Arc::clone(oidc), Arc::clone(loaded));
+        let (auth, idp, loaded) = (Arc::clone(self), idp.clone(), Arc::clone(loaded));
         self.runtime.spawn(async move {
-            auth.refresh(&oidc, &loaded).await;
+            auth.refresh(&idp, &loaded).await;
         });
     }
 
-    async fn refresh(&self, oidc: &Oidc, loaded: &Loaded) {
+    async fn refresh(&self, idp: &Provider, loaded: &Loaded) {
         let store = self.sessions.store();
         let mut lock_name = b"refresh:".to_vec();
         lock_name.extend_from_slice(&loaded.id);
@@ -311,7 +309,7 @@ impl Auth {
             subject: &record.subject,
             tokens: &record.tokens,
         };
-        match oidc.refresh(&previous).await {
+        match idp.refresh(&previous).await {
             Ok(signed_in) => {
                 self.metrics
                     .refreshes_total
@@ -350,6 +348,16 @@ impl Auth {
         if let Err(e) = store.unlock(&lock_name, &token).await {
             tracing::debug!(error = %e, "refresh lock release failed (it expires)");
         }
+    }
+}
+
+/// The identity provider of `identity`, if one is configured.
+fn provider(identity: &IdentitySettings) -> Result<Option<Provider>, String> {
+    match oidc_settings(identity) {
+        Some(settings) => Ok(Some(Provider::Oidc(
+            Oidc::new(settings).map_err(|e| e.to_string())?,
+        ))),
+        None => Ok(None),
     }
 }
 

@@ -542,3 +542,59 @@ routes:
         "app host: the path belongs to the route (login first)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_survive_idp_key_rotation_and_never_replay_a_post() {
+    let s = stack(&[], "").await;
+    let first = Browser::new();
+    assert_eq!(
+        first
+            .login(&format!("{}/app", s.origin), "alice", "alice")
+            .await
+            .status,
+        200
+    );
+
+    // The IdP rotates its signing key and drops the old one: gatehouse's cached JWKS no longer
+    // has the new kid, so the next login refetches it once and works.
+    s.idp
+        .control(
+            "/__test/rotate-keys",
+            serde_json::json!({"keep_old": false}),
+        )
+        .await;
+    let second = Browser::new();
+    let page = second
+        .login(&format!("{}/app", s.origin), "bob", "bob")
+        .await;
+    assert_eq!(page.status, 200, "{page:#?}\n{}", s.gh.log());
+
+    // An unauthenticated POST (with a body) starts a login; afterwards the browser lands on
+    // a GET of that address and the body is never replayed.
+    let third = Browser::new();
+    let r = third
+        .client
+        .post(format!("{}/app/delete?id=7", s.origin))
+        .body("confirm=yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let idp_url = r.headers()["location"].to_str().unwrap().to_owned();
+    let page = third.login(&idp_url, "alice", "alice").await;
+    assert_eq!(page.status, 200, "{page:#?}");
+    assert_eq!(page.url, format!("{}/app/delete?id=7", s.origin));
+    let seen: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(seen["method"], "GET");
+
+    // A return address that a browser could read as another host stays on this origin.
+    let fourth = Browser::new();
+    let page = fourth
+        .login(&format!("{}//evil.example/x", s.origin), "alice", "alice")
+        .await;
+    assert!(page.url.starts_with(&s.origin), "{:#?}", page.trail);
+    assert!(page
+        .trail
+        .iter()
+        .all(|u| !u.starts_with("http://evil.example")));
+}

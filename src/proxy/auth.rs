@@ -280,7 +280,7 @@ pub(super) async fn serve(
             }
             Identity::Anonymous => {
                 let return_to = format!("{}/.gatehouse/", origin.origin);
-                login(session, ctx, env, origin, return_to, false).await
+                needs_login(session, ctx, env, origin, return_to).await
             }
         },
         Endpoint::SignOut => sign_out(session, ctx, env, origin, identity).await,
@@ -437,7 +437,7 @@ async fn start_at_idp(
     programmatic: bool,
 ) -> pingora_error::Result<()> {
     let Env { auth, keys, config } = env;
-    let Some(oidc) = auth.oidc.clone() else {
+    let Some(idp) = auth.idp.clone() else {
         return respond::error_page(
             session,
             ctx,
@@ -449,10 +449,7 @@ async fn start_at_idp(
     let redirect_uri = format!("{}/oauth2/callback", callback_base(config, origin));
     let now = SystemTime::now();
     let started = auth
-        .run(async move {
-            oidc.start(&redirect_uri, return_to, programmatic, now)
-                .await
-        })
+        .run(async move { idp.start(&redirect_uri, return_to, programmatic, now).await })
         .await;
     let (url, state) = match started {
         Some(Ok(v)) => v,
@@ -527,13 +524,13 @@ async fn callback(
     if !auth.redeem_state(&login.state) {
         return error_with(session, ctx, 400, "login-state-used", vec![clear_login]).await;
     }
-    let Some(oidc) = auth.oidc.clone() else {
+    let Some(idp) = auth.idp.clone() else {
         return respond::error_page(session, ctx, 503, None).await;
     };
     let iss = query_param(query, "iss");
     let login2 = login.clone();
     let finished = auth
-        .run(async move { oidc.finish(&login2, &code, iss.as_deref()).await })
+        .run(async move { idp.finish(&login2, &code, iss.as_deref()).await })
         .await;
     let signed_in = match finished {
         Some(Ok(s)) => s,
@@ -755,8 +752,8 @@ async fn sign_out(
         _ => return respond::error_page(session, ctx, 503, None).await,
     }
     let signed_out = format!("{}/.gatehouse/signed_out", origin.origin);
-    let location = match &auth.oidc {
-        Some(oidc) => oidc
+    let location = match &auth.idp {
+        Some(idp) => idp
             .end_session_url(loaded.record.tokens.id_token.as_deref(), &signed_out)
             .await
             .unwrap_or(signed_out),
