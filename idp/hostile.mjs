@@ -62,7 +62,15 @@ const MODES = [
   'token_500', // /token answers 500
   'token_html', // /token answers 200 with an HTML page
   'token_hang', // /token never answers until the mode changes (or the client gives up)
+  // Microsoft Entra's multi-tenant shape (discovery at /common/v2.0 says issuer
+  // ".../{tenantid}/v2.0"; ID tokens carry the real tenant in iss and tid; no response iss):
+  'azure', // a valid Entra-shaped ID token
+  'azure_wrong_tenant', // iss names another tenant than the tid claim
 ];
+
+/** The tenant of the Entra-shaped modes. */
+const AZURE_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+const isAzure = () => mode === 'azure' || mode === 'azure_wrong_tenant';
 
 // ---------------------------------------------------------------------------------------
 // Keys.
@@ -131,6 +139,9 @@ async function idToken(issuer, nonce) {
   };
   if (nonce !== undefined) claims.nonce = nonce;
   switch (mode) {
+    case 'azure': claims.iss = `${issuer}/${AZURE_TENANT}/v2.0`; claims.tid = AZURE_TENANT; break;
+    case 'azure_wrong_tenant':
+      claims.iss = `${issuer}/00000000-0000-0000-0000-000000000000/v2.0`; claims.tid = AZURE_TENANT; break;
     case 'wrong_iss': claims.iss = 'http://evil.example'; break;
     case 'wrong_aud': claims.aud = ['someone-else']; break;
     case 'wrong_azp': claims.aud = [CLIENT_ID, 'other-client']; claims.azp = 'other-client'; break;
@@ -221,7 +232,7 @@ function authorize(res, url, issuer) {
   const target = new URL(redirectUri);
   target.searchParams.set('code', code);
   if (q.has('state')) target.searchParams.set('state', q.get('state'));
-  target.searchParams.set('iss', mode === 'wrong_response_iss' ? 'http://evil.example' : issuer);
+  if (!isAzure()) target.searchParams.set('iss', mode === 'wrong_response_iss' ? 'http://evil.example' : issuer);
   res.writeHead(302, { location: target.href, 'cache-control': 'no-store' });
   return res.end();
 }
@@ -362,6 +373,13 @@ server.on('request', async (req, res) => {
       case 'GET /.well-known/openid-configuration':
         stats.discovery_requests += 1;
         return sendJson(res, 200, discovery(issuer));
+      case 'GET /common/v2.0/.well-known/openid-configuration':
+        stats.discovery_requests += 1;
+        return sendJson(res, 200, {
+          ...discovery(issuer),
+          issuer: `${issuer}/{tenantid}/v2.0`,
+          authorization_response_iss_parameter_supported: false,
+        });
       case 'GET /jwks': return jwks(res);
       case 'GET /authorize': return authorize(res, url, issuer);
       case 'POST /token': return await token(req, res, issuer);

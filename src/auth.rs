@@ -394,5 +394,6 @@ pub fn oidc_settings(identity: &IdentitySettings) -> Option<OidcSettings> {
         client_secret: identity.idp_client_secret.clone(),
         scopes,
         groups_claim: "groups".to_owned(),
+        azure: provider == IdpProvider::Azure,
     })
 }

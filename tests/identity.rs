@@ -598,3 +598,75 @@ async fn logins_survive_idp_key_rotation_and_never_replay_a_post() {
         .iter()
         .all(|u| !u.starts_with("http://evil.example")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatehouse_serves_while_the_idp_is_down_and_recovers_by_itself() {
+    let addr = free_addr();
+    let origin = format!("http://{addr}");
+    let idp_port = support::free_port();
+    let issuer = format!("http://127.0.0.2:{idp_port}");
+    let upstream = Upstream::start("app").await;
+    let config = format!(
+        "insecure_server: true
+idp_provider_url: {issuer}
+idp_client_id: {CLIENT_ID}
+idp_client_secret: {CLIENT_SECRET}
+cookie_secret: {COOKIE_SECRET}
+routes:
+  - from: {origin}
+    prefix: /public
+    to: {up}
+    allow_public_unauthenticated_access: true
+  - from: {origin}
+    prefix: /
+    to: {up}
+    allow_any_authenticated_user: true
+",
+        up = upstream.url(),
+    );
+    // The IdP is not running: gatehouse starts anyway.
+    let gh = Gatehouse::start_at(addr, &config).await;
+    let browser = Browser::new();
+    assert_eq!(
+        browser.open(&format!("{origin}/public/x")).await.status,
+        200
+    );
+    let page = browser.open(&format!("{origin}/app")).await;
+    assert_eq!(page.status, 503, "{page:#?}");
+    assert!(
+        page.body.contains("identity provider cannot be reached"),
+        "{}",
+        page.body
+    );
+
+    // The IdP comes up: sign-in works without restarting gatehouse.
+    let port = idp_port.to_string();
+    let idp = Idp::start(
+        &ClientSpec {
+            client_id: CLIENT_ID,
+            client_secret: CLIENT_SECRET,
+            origins: std::slice::from_ref(&origin),
+        },
+        &["--port", &port],
+    );
+    assert_eq!(idp.issuer, issuer);
+    let signed_in = support::poll_until(std::time::Duration::from_secs(15), || async {
+        let b = Browser::new();
+        let page = b.login(&format!("{origin}/app"), "alice", "alice").await;
+        (page.status == 200).then_some(b)
+    })
+    .await
+    .unwrap_or_else(|| panic!("sign-in never recovered:\n{}", gh.log()));
+
+    // The IdP goes away again: the existing session keeps working.
+    drop(idp);
+    for _ in 0..3 {
+        let r = signed_in
+            .client
+            .get(format!("{origin}/app"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}

@@ -23,13 +23,20 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
+    stack_with("", "").await
+}
+
+/// `provider`: extra top-level YAML; `path`: appended to the OP's URL for
+/// `idp_provider_url`.
+async fn stack_with(provider: &str, path: &str) -> Stack {
     let addr = free_addr();
     let origin = format!("http://{addr}");
     let op = Idp::hostile(CLIENT_ID, CLIENT_SECRET);
     let upstream = Upstream::start("app").await;
     let config = format!(
         "insecure_server: true
-idp_provider_url: {issuer}
+{provider}
+idp_provider_url: {issuer}{path}
 idp_client_id: {CLIENT_ID}
 idp_client_secret: {CLIENT_SECRET}
 cookie_secret: dGVzdC1jb29raWUtc2VjcmV0LTMyLWJ5dGVzLWxvbmc=
@@ -240,4 +247,37 @@ async fn a_failing_token_endpoint_gives_a_clear_error_and_no_session() {
             .cookie(&s.origin, "_gatehouse")
             .is_none_or(|c| c.is_empty()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_multi_tenant_issuers_are_matched_to_the_tokens_tenant() {
+    // Microsoft Entra cannot be reached from here: the hostile OP plays its shape (discovery
+    // at /common/v2.0 naming the issuer ".../{tenantid}/v2.0", tokens with `tid`).
+    let s = stack_with("idp_provider: azure", "/common/v2.0").await;
+    set_mode(&s.op, "azure").await;
+    let b = Browser::new();
+    let page = b.open(&format!("{}/app", s.origin)).await;
+    assert_eq!(page.status, 200, "{page:#?}\n{}", s.gh.log());
+    let page = b.open(&format!("{}/.gatehouse/user", s.origin)).await;
+    let user: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(
+        user["user"],
+        format!(
+            "{}/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0|mallory",
+            s.op.issuer
+        )
+    );
+    // A token whose iss names another tenant than its tid: refused.
+    set_mode(&s.op, "azure_wrong_tenant").await;
+    let b = Browser::new();
+    let page = b.open(&format!("{}/app", s.origin)).await;
+    assert_eq!(page.status, 502, "{page:#?}");
+    // The plain OIDC preset does not accept a templated issuer at all.
+    let plain = stack_with("idp_provider: oidc", "/common/v2.0").await;
+    set_mode(&plain.op, "azure").await;
+    let page = Browser::new().open(&format!("{}/app", plain.origin)).await;
+    assert_eq!(
+        page.status, 503,
+        "discovery with a foreign issuer must fail: {page:#?}"
+    );
 }

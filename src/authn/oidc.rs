@@ -125,6 +125,9 @@ pub struct OidcSettings {
     pub scopes: Vec<String>,
     /// The claim holding groups (default `groups`).
     pub groups_claim: String,
+    /// Microsoft Entra: discovery may name the issuer with another tenant spelling (a GUID
+    /// for a domain) or as the multi-tenant template `…/{tenantid}/v2.0`.
+    pub azure: bool,
 }
 
 /// Why a login or refresh failed. Messages are for logs and never carry tokens or codes.
@@ -171,6 +174,9 @@ struct Discovered {
     client: RpClient,
     metadata: Metadata,
     fetched_at: Instant,
+    /// Entra's multi-tenant issuer template: an ID token's `iss` must be it with
+    /// `{tenantid}` replaced by the token's `tid`.
+    issuer_template: Option<String>,
 }
 
 /// The relying party for one IdP.
@@ -210,19 +216,30 @@ impl Oidc {
     }
 
     /// Fetches discovery now (at startup, in the background); failure is only logged.
-    pub async fn warm_up(&self) {
+    pub async fn warm_up(self: &Arc<Self>) {
         if let Err(e) = self.discovered().await {
             tracing::warn!(error = %e, "identity provider discovery failed; will retry on demand");
         }
     }
 
-    /// Discovery results: cached; stale ones are refreshed, and kept when that fails.
-    async fn discovered(&self) -> Result<Arc<Discovered>, AuthnError> {
+    /// Discovery results: cached; stale ones are refreshed in the background (the caller
+    /// goes on with the known ones), and kept when that fails.
+    async fn discovered(self: &Arc<Self>) -> Result<Arc<Discovered>, AuthnError> {
         if let Some(d) = self.current.load_full() {
-            if d.fetched_at.elapsed() < DISCOVERY_TTL {
-                return Ok(d);
+            if d.fetched_at.elapsed() >= DISCOVERY_TTL {
+                if let Ok(_guard) = self.discovering.try_lock() {
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move { me.rediscover().await });
+                }
             }
+            return Ok(d);
         }
+        self.rediscover().await
+    }
+
+    /// Fetches discovery again (one fetch at a time; failures rate-limited and last known
+    /// good kept).
+    async fn rediscover(&self) -> Result<Arc<Discovered>, AuthnError> {
         let _guard = self.discovering.lock().await;
         let known = self.current.load_full();
         if let Some(d) = &known {
@@ -265,10 +282,55 @@ impl Oidc {
     async fn discover(&self) -> Result<Discovered, AuthnError> {
         let issuer = IssuerUrl::new(self.settings.issuer.clone())
             .map_err(|e| AuthnError::Rejected(format!("issuer URL: {e}")))?;
+        if self.settings.azure {
+            return self.discover_azure(&issuer).await;
+        }
         let metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| AuthnError::Unavailable(format!("discovery: {}", error_chain(&e))))?;
         Ok(self.build(metadata))
+    }
+
+    /// Entra's discovery: the document's issuer may differ from the configured URL in the
+    /// tenant segment only (a GUID for a domain name, or the `{tenantid}` template of the
+    /// `common`/`organizations` endpoints). Anything else is refused as for other IdPs.
+    async fn discover_azure(&self, configured: &IssuerUrl) -> Result<Discovered, AuthnError> {
+        let unavailable = |e: &dyn std::error::Error| {
+            AuthnError::Unavailable(format!("discovery: {}", error_chain(e)))
+        };
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            configured.as_str().trim_end_matches('/')
+        );
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if !response.status().is_success() {
+            return Err(AuthnError::Unavailable(format!(
+                "discovery: HTTP {}",
+                response.status()
+            )));
+        }
+        let body = response.bytes().await.map_err(|e| unavailable(&e))?;
+        let metadata: Metadata = serde_json::from_slice(&body)
+            .map_err(|e| AuthnError::Rejected(format!("discovery document: {e}")))?;
+        let found = metadata.issuer().as_str();
+        if !same_but_tenant(configured.as_str(), found) {
+            return Err(AuthnError::Rejected(format!(
+                "discovery names issuer {found}, which is not {configured} (up to the tenant)",
+                configured = configured.as_str()
+            )));
+        }
+        let jwks = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let template = found.contains("{tenantid}").then(|| found.to_owned());
+        let mut discovered = self.build(metadata.set_jwks(jwks));
+        discovered.issuer_template = template;
+        Ok(discovered)
     }
 
     fn build(&self, metadata: Metadata) -> Discovered {
@@ -289,12 +351,13 @@ impl Oidc {
             client,
             metadata,
             fetched_at: Instant::now(),
+            issuer_template: None,
         }
     }
 
     /// Starts a login: the IdP's authorization URL and the state to seal into the browser.
     pub async fn start(
-        &self,
+        self: &Arc<Self>,
         redirect_uri: &str,
         return_to: String,
         programmatic: bool,
@@ -336,7 +399,7 @@ impl Oidc {
     /// Finishes a login: checks the response `iss` (RFC 9207), redeems the code (with the PKCE
     /// verifier), verifies the ID token, merges userinfo.
     pub async fn finish(
-        &self,
+        self: &Arc<Self>,
         login: &LoginState,
         code: &str,
         response_iss: Option<&str>,
@@ -379,7 +442,10 @@ impl Oidc {
     }
 
     /// Refreshes a session's tokens. A refreshed ID token must keep `iss`, `sub` and `aud`.
-    pub async fn refresh(&self, previous: &SignedInRef<'_>) -> Result<SignedIn, AuthnError> {
+    pub async fn refresh(
+        self: &Arc<Self>,
+        previous: &SignedInRef<'_>,
+    ) -> Result<SignedIn, AuthnError> {
         let d = self.discovered().await?;
         let Some(refresh_token) = previous.tokens.refresh_token.clone() else {
             return Err(AuthnError::InvalidGrant);
@@ -451,13 +517,16 @@ impl Oidc {
                 .client
                 .id_token_verifier()
                 .set_allowed_algs(ALLOWED_ALGS)
-                .require_issuer_match(true)
+                .require_issuer_match(d.issuer_template.is_none())
                 .require_audience_match(true);
             let claims = match nonce {
                 Some(n) => id_token.claims(&verifier, n)?,
                 // Refreshed ID tokens carry no nonce of ours.
                 None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(()))?,
             };
+            if let Some(template) = &d.issuer_template {
+                check_templated_issuer(template, claims)?;
+            }
             Ok(claims.clone())
         };
         let result = match check(&d) {
@@ -597,6 +666,52 @@ pub struct SignedInRef<'a> {
     pub user_id: &'a str,
     pub subject: &'a Subject,
     pub tokens: &'a IdpTokens,
+}
+
+/// Entra multi-tenant: `iss` must be the template with `{tenantid}` replaced by the token's
+/// own `tid` (a GUID), so a token of one tenant cannot claim another's issuer.
+fn check_templated_issuer(
+    template: &str,
+    claims: &IdTokenClaims,
+) -> Result<(), ClaimsVerificationError> {
+    let tid = claims
+        .additional_claims()
+        .map
+        .get("tid")
+        .and_then(|v| v.as_str())
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .ok_or_else(|| ClaimsVerificationError::InvalidIssuer("no valid tid claim".into()))?;
+    let expected = template.replace("{tenantid}", tid);
+    if claims.issuer().as_str() == expected {
+        Ok(())
+    } else {
+        Err(ClaimsVerificationError::InvalidIssuer(format!(
+            "expected `{expected}` (found `{}`)",
+            claims.issuer().as_str()
+        )))
+    }
+}
+
+/// Whether two issuer URLs are equal but for their first path segment (Entra's tenant).
+fn same_but_tenant(configured: &str, found: &str) -> bool {
+    if configured.trim_end_matches('/') == found.trim_end_matches('/') {
+        return true;
+    }
+    let (Ok(a), Ok(b)) = (url::Url::parse(configured), url::Url::parse(found)) else {
+        return false;
+    };
+    let segments = |u: &url::Url| -> Vec<String> {
+        u.path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let (sa, sb) = (segments(&a), segments(&b));
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+        && sa.len() == sb.len()
+        && !sa.is_empty()
+        && sa[1..] == sb[1..]
 }
 
 /// The checks openidconnect leaves to us: `azp` (when present) must be our client id.
