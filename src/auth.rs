@@ -1,8 +1,8 @@
-//! The identity runtime shared by every request: the session store and cache, the OIDC
-//! relying party, the decision cache and the background work (discovery, refresh) on a
-//! dedicated runtime. Keys that a config may set (cookie secret, signing keys) live in each
-//! snapshot as [`AuthKeys`]; when the config has none, the ones generated at start are used
-//! for the life of the process.
+//! The identity runtime shared by every request: the session store and cache, the identity
+//! provider (an OIDC relying party, or GitHub), the decision cache and the background work
+//! (discovery, refresh) on a dedicated runtime. Keys that a config may set (cookie secret,
+//! signing keys) live in each snapshot as [`AuthKeys`]; when the config has none, the ones
+//! generated at start are used for the life of the process.
 
 use std::{
     future::Future,
@@ -14,6 +14,7 @@ use moka::sync::Cache;
 
 use crate::{
     authn::{
+        github::{self, Github, GithubSettings},
         machine::{MachineError, MachineVerifier},
         oidc::{AuthnError, Oidc, OidcSettings, SignedInRef},
         Provider,
@@ -353,6 +354,14 @@ impl Auth {
 
 /// The identity provider of `identity`, if one is configured.
 fn provider(identity: &IdentitySettings) -> Result<Option<Provider>, String> {
+    if identity.idp_provider == Some(IdpProvider::Github) {
+        return match github_settings(identity) {
+            Some(settings) => Ok(Some(Provider::Github(
+                Github::new(settings).map_err(|e| e.to_string())?,
+            ))),
+            None => Ok(None),
+        };
+    }
     match oidc_settings(identity) {
         Some(settings) => Ok(Some(Provider::Oidc(
             Oidc::new(settings).map_err(|e| e.to_string())?,
@@ -361,9 +370,36 @@ fn provider(identity: &IdentitySettings) -> Result<Option<Provider>, String> {
     }
 }
 
-/// The relying party's settings, with the provider presets' defaults.
+/// The GitHub provider's settings (`idp_provider: github`; base URL `https://github.com`
+/// unless `idp_provider_url` names an Enterprise Server), if a client id is configured.
+pub fn github_settings(identity: &IdentitySettings) -> Option<GithubSettings> {
+    let base_url = match &identity.idp_provider_url {
+        Some(url) => url.clone(),
+        None => url::Url::parse(github::GITHUB_COM).ok()?,
+    };
+    let scopes = if identity.idp_scopes.is_empty() {
+        github::DEFAULT_SCOPES
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        identity.idp_scopes.clone()
+    };
+    Some(GithubSettings {
+        base_url,
+        client_id: identity.idp_client_id.clone()?,
+        client_secret: identity.idp_client_secret.clone(),
+        scopes,
+    })
+}
+
+/// The relying party's settings, with the provider presets' defaults (None for `github`,
+/// which is not OIDC).
 pub fn oidc_settings(identity: &IdentitySettings) -> Option<OidcSettings> {
     let provider = identity.idp_provider.unwrap_or(IdpProvider::Oidc);
+    if provider == IdpProvider::Github {
+        return None;
+    }
     let issuer = match (&identity.idp_provider_url, provider) {
         // Auth0 issuers end with a slash; elsewhere a bare host has none.
         (Some(url), IdpProvider::Auth0) => url.as_str().to_owned(),

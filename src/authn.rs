@@ -1,11 +1,13 @@
 //! Authentication: the identity provider a person signs in at (an OIDC relying party, or a
 //! provider with its own protocol), and bearer credentials of machines.
 
+pub mod github;
 pub mod machine;
 pub mod oidc;
 
 use std::{sync::Arc, time::SystemTime};
 
+use github::Github;
 use oidc::{AuthnError, LoginState, Oidc, SignedIn, SignedInRef};
 
 /// The identity provider people sign in at.
@@ -14,6 +16,8 @@ pub enum Provider {
     /// Any OpenID Connect provider (the `oidc`, `google`, `okta`, `azure`, `gitlab` and
     /// `auth0` presets).
     Oidc(Arc<Oidc>),
+    /// GitHub or GitHub Enterprise Server (OAuth 2 and the REST API; `github`).
+    Github(Arc<Github>),
 }
 
 // === impl Provider ===
@@ -24,6 +28,8 @@ impl Provider {
     pub async fn warm_up(&self) {
         match self {
             Provider::Oidc(oidc) => oidc.warm_up().await,
+            // Nothing to discover: GitHub's endpoints follow from the base URL.
+            Provider::Github(_) => {}
         }
     }
 
@@ -37,6 +43,7 @@ impl Provider {
     ) -> Result<(String, LoginState), AuthnError> {
         match self {
             Provider::Oidc(oidc) => oidc.start(redirect_uri, return_to, programmatic, now).await,
+            Provider::Github(github) => github.start(redirect_uri, return_to, programmatic, now),
         }
     }
 
@@ -49,6 +56,7 @@ impl Provider {
     ) -> Result<SignedIn, AuthnError> {
         match self {
             Provider::Oidc(oidc) => oidc.finish(login, code, response_iss).await,
+            Provider::Github(github) => github.finish(login, code, response_iss).await,
         }
     }
 
@@ -56,6 +64,7 @@ impl Provider {
     pub async fn refresh(&self, previous: &SignedInRef<'_>) -> Result<SignedIn, AuthnError> {
         match self {
             Provider::Oidc(oidc) => oidc.refresh(previous).await,
+            Provider::Github(github) => github.refresh(previous),
         }
     }
 
@@ -70,6 +79,8 @@ impl Provider {
                 oidc.end_session_url(id_token_hint, post_logout_redirect)
                     .await
             }
+            // GitHub has no RP-initiated logout.
+            Provider::Github(_) => None,
         }
     }
 }
