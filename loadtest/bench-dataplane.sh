@@ -20,6 +20,7 @@ cat > "$work/clients.json" <<JSON
   "grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"client_secret_basic"}]
 JSON
 taskset -c 1 node idp/server.mjs --host 127.0.0.2 --port "$idp" --clients "$work/clients.json" >/dev/null 2>"$work/idp.log" & pids+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.2:$idp/.well-known/openid-configuration" >/dev/null 2>&1 && break; sleep 0.1; done
 
 nginx_conf() { # name body
   mkdir -p "$work/$1"
@@ -56,7 +57,6 @@ routes:
 CONF
 taskset -c 0 "$bin" run -c "$work/gatehouse.yaml" --pid-file "$work/gh.pid" --upgrade-sock "$work/gh.sock" 2>"$work/gh.log" & pids+=($!)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.2:$idp/.well-known/openid-configuration" >/dev/null 2>&1 && break; sleep 0.1; done
 for port in $up $px $gh; do curl -fs -H 'Host: bench.test' "http://127.0.0.1:$port/" >/dev/null; done
 cookie=$(node loadtest/login.mjs "http://127.0.0.1:$gh/" alice alice)
 curl -fs -o /dev/null -H "Cookie: $cookie" "http://127.0.0.1:$gh/" || { echo "the session cookie does not work" >&2; exit 1; }

@@ -246,8 +246,11 @@ fn identity_headers(
         audience,
         subject: &loaded.record.subject,
     };
-    let mut out =
-        crate::identity::claim_header_values(&loaded.record.subject, &identity.jwt_claims_headers);
+    let claims = loaded.claim_headers(snap.generation, || {
+        crate::identity::claim_header_values(&loaded.record.subject, &identity.jwt_claims_headers)
+    });
+    let mut out = Vec::with_capacity(claims.len() + 1);
+    out.extend(claims.iter().cloned());
     match snap.keys.assertions.get_or_sign(&request, now) {
         Ok(token) => out.push((
             http::HeaderName::from_static("x-gatehouse-jwt-assertion"),

@@ -106,7 +106,12 @@ pub struct Loaded {
     pub key: SessionKey,
     pub expires: SystemTime,
     loaded_at: Instant,
+    /// Claim headers computed for this session under one configuration generation.
+    claim_headers: arc_swap::ArcSwapOption<(u64, ClaimHeaders)>,
 }
+
+/// Claim headers (`jwt_claims_headers`) of a session.
+pub type ClaimHeaders = Arc<[(http::HeaderName, http::HeaderValue)]>;
 
 /// The result of looking a ticket up.
 #[derive(Debug)]
@@ -208,6 +213,7 @@ impl Loaded {
             expires: UNIX_EPOCH + Duration::from_secs(record.expires_at),
             record,
             loaded_at: Instant::now(),
+            claim_headers: arc_swap::ArcSwapOption::empty(),
         }
     }
 
@@ -222,6 +228,24 @@ impl Loaded {
             issued_at: 0,
         };
         Loaded::new(&ticket, record)
+    }
+
+    /// The claim headers of this session for configuration `generation`, computed by
+    /// `compute` once per generation (a config reload may change the claim list).
+    pub fn claim_headers(
+        &self,
+        generation: u64,
+        compute: impl FnOnce() -> Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> ClaimHeaders {
+        if let Some(cached) = self.claim_headers.load().as_ref() {
+            if cached.0 == generation {
+                return Arc::clone(&cached.1);
+            }
+        }
+        let headers: ClaimHeaders = compute().into();
+        self.claim_headers
+            .store(Some(Arc::new((generation, Arc::clone(&headers)))));
+        headers
     }
 
     /// The session's public handle (the `sid` of identity assertions and logs).
