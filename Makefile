@@ -6,7 +6,7 @@ BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/gatehouse
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/gatehouse
 CONFIGS := $(wildcard config/*.yaml)
 
-.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-dataplane clean
+.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-dataplane fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,13 @@ check-config: ## Run `gatehouse check` on every shipped config (and so every shi
 	@scripts/example-certs.sh
 	$(CARGO) build --bin gatehouse
 	@for f in $(CONFIGS); do $(BIN_DEBUG) check -c $$f || exit 1; done
+
+TARGET ?= policy_parse
+SECONDS ?= 60
+fuzz: ## libFuzzer run (nightly + cargo-fuzz): make fuzz TARGET=policy_parse|config_parse|path_canonicalize|ticket_open SECONDS=60
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	mkdir -p /tmp/gatehouse-fuzz-found
+	cd fuzz && cargo +nightly fuzz run $(TARGET) /tmp/gatehouse-fuzz-found corpus/$(TARGET) seeds/$(TARGET) -- -max_total_time=$(SECONDS)
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -381,6 +381,12 @@ pub(crate) fn path_canonicalize(data: &[u8]) {
         at += 1;
     }
 
+    let expected = reference_canonical_path(raw_path);
+    assert_eq!(
+        path, expected,
+        "differs from the reference for {raw_path:?}"
+    );
+
     // Idempotence: the canonical path is its own canonical form, borrowed, same parameters.
     let again = match canonicalize(path) {
         Ok(again) => again,
@@ -391,8 +397,75 @@ pub(crate) fn path_canonicalize(data: &[u8]) {
         "not idempotent: {raw_path:?} → {path:?} → {:?}",
         again.path
     );
-    assert_eq!(again.has_path_parameters, canon.has_path_parameters);
+    // The flag describes the received path (`/a;x/../b` has one, its canonical `/b` not):
+    // a `;` removed with its segment still makes the caller reject the request.
+    assert_eq!(again.has_path_parameters, path.contains(';'));
+    assert!(
+        !again.has_path_parameters || canon.has_path_parameters,
+        "a `;` in the canonical path that the received path lacked"
+    );
     assert_eq!(again.query, None);
+}
+
+/// A slow, obviously correct canonical form of an *accepted* path (RFC 3986 section 5.2.4 on
+/// segments whose unreserved percent-encodings were decoded once), to compare the fast
+/// single-pass implementation with. Assumes every `%` starts a valid escape.
+fn reference_canonical_path(raw_path: &str) -> String {
+    let segments: Vec<&str> = raw_path[1..].split('/').collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut trailing_slash = false;
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let normal = reference_segment(segment);
+        match normal.as_str() {
+            "" | "." => trailing_slash |= last,
+            ".." => {
+                out.pop();
+                trailing_slash |= last;
+            }
+            _ => out.push(normal),
+        }
+    }
+    let mut path = String::new();
+    for segment in &out {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if trailing_slash || out.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+fn reference_segment(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = String::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let (value, encoded) = match bytes[at] {
+            b'%' => {
+                let hex = std::str::from_utf8(&bytes[at + 1..at + 3]).unwrap_or("00");
+                at += 3;
+                (u8::from_str_radix(hex, 16).unwrap_or(0), true)
+            }
+            b => {
+                at += 1;
+                (b, false)
+            }
+        };
+        let unreserved =
+            value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~');
+        let forbidden_raw = matches!(
+            value,
+            b'?' | b'"' | b'<' | b'>' | b'[' | b']' | b'^' | b'`' | b'{' | b'|' | b'}'
+        );
+        if unreserved || (!encoded && !forbidden_raw) {
+            out.push(char::from(value));
+        } else {
+            out.push_str(&format!("%{value:02X}"));
+        }
+    }
+    out
 }
 
 // === ticket_open ===

@@ -1,7 +1,8 @@
 //! The fuzz corpora as regression tests (SECURITY.md principle 10): every file of
-//! `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/` goes through the same check as the
+//! `fuzz/seeds/<target>/` (hand-picked), `fuzz/corpus/<target>/` (found by fuzzing, minimized)
+//! and `fuzz/regressions/<target>/` (crash reproductions) goes through the same check as the
 //! libFuzzer target (`fuzz/checks.rs`), on stable and without libFuzzer. A missing or empty
-//! corpus fails, so a moved directory cannot turn this into a silent pass.
+//! seed or corpus directory fails, so a moved directory cannot turn this into a silent pass.
 
 use std::{
     fs,
@@ -10,6 +11,7 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use gatehouse::session::{Purpose, Sealer, Ticket};
 
 #[path = "../fuzz/checks.rs"]
@@ -44,7 +46,7 @@ fn ticket_open_corpus() {
 #[test]
 fn ticket_seeds_open() {
     let sealer = Sealer::new(&checks::SECRET);
-    let dir = Path::new(FUZZ_DIR).join("corpus/ticket_open");
+    let dir = Path::new(FUZZ_DIR).join("seeds/ticket_open");
     let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
     for name in ["ticket-valid", "ticket-valid-2"] {
         assert!(
@@ -64,13 +66,13 @@ fn ticket_seeds_open() {
     }
 }
 
-/// Writes the sealed seeds of `fuzz/corpus/ticket_open/` (valid tickets, malformed ticket
+/// Writes the sealed seeds of `fuzz/seeds/ticket_open/` (valid tickets, malformed ticket
 /// plaintexts, values of every other purpose, tampered values, junk) with the real API.
 #[test]
-#[ignore = "writes into fuzz/corpus; run by hand after changing the ticket format"]
+#[ignore = "writes into fuzz/seeds; run by hand after changing the ticket format"]
 fn write_ticket_seeds() {
     let sealer = Sealer::new(&checks::SECRET);
-    let dir = Path::new(FUZZ_DIR).join("corpus/ticket_open");
+    let dir = Path::new(FUZZ_DIR).join("seeds/ticket_open");
     let ticket = Ticket::generate(UNIX_EPOCH + Duration::from_secs(1_774_859_400));
     let raw = |version: u8, len: usize| {
         let mut raw = vec![0x11; len];
@@ -80,8 +82,10 @@ fn write_ticket_seeds() {
         raw
     };
     let valid = ticket.seal(&sealer);
-    let mut flipped = valid.clone().into_bytes();
-    flipped[20] ^= 0x01;
+    // One flipped bit of the nonce-ciphertext-tag bytes, still valid base64.
+    let mut raw_valid = URL_SAFE_NO_PAD.decode(&valid).unwrap_or_default();
+    raw_valid[20] ^= 0x01;
+    let flipped = URL_SAFE_NO_PAD.encode(&raw_valid).into_bytes();
     let seeds: Vec<(&str, Vec<u8>)> = vec![
         ("ticket-valid", valid.clone().into_bytes()),
         (
@@ -169,21 +173,20 @@ fn seal(sealer: &Sealer, purpose: Purpose, context: &[u8], plaintext: &[u8]) -> 
     sealer.seal(purpose, context, plaintext).into_bytes()
 }
 
-/// Runs `check` on every corpus and regression file of `target`; fails listing every file
-/// whose check panicked.
+/// Runs `check` on every seed, corpus and regression file of `target`; fails listing every
+/// file whose check panicked.
 fn replay(target: &str, check: impl Fn(&[u8])) {
-    let corpus = Path::new(FUZZ_DIR).join("corpus").join(target);
-    let mut files = files_in(&corpus);
-    assert!(
-        !files.is_empty(),
-        "fuzz corpus {} is missing or empty",
-        corpus.display()
-    );
-    // Crash reproductions are optional: a target may never have crashed.
-    let regressions = Path::new(FUZZ_DIR).join("regressions").join(target);
-    if regressions.exists() {
-        files.extend(files_in(&regressions));
+    let mut files = Vec::new();
+    for kind in ["seeds", "corpus"] {
+        let dir = Path::new(FUZZ_DIR).join(kind).join(target);
+        let found = files_in(&dir);
+        assert!(!found.is_empty(), "{} is missing or empty", dir.display());
+        files.extend(found);
     }
+    // Crash reproductions are optional: a target may never have crashed.
+    files.extend(files_in(
+        &Path::new(FUZZ_DIR).join("regressions").join(target),
+    ));
     let failed: Vec<String> = files
         .iter()
         .filter(|file| {
