@@ -573,6 +573,32 @@ impl ProxyHttp for Gatehouse {
         e
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // Pingora's rule: retry idempotent requests whose pooled connection turned out dead.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+            // A stale pooled connection says nothing about the backend: the retry may pick
+            // it again (on a fresh connection) instead of being pushed to the others.
+            if client_reused {
+                if let Some(selected) = ctx.selected.as_ref() {
+                    ctx.tried &= !selected.bit();
+                }
+            }
+        }
+        e
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,

@@ -125,7 +125,10 @@ async fn least_request_prefers_the_idle_backend() {
         assert_eq!(name, idle, "request {i} went to the busy backend");
         checked += 1;
     }
-    assert!(checked >= 3, "the slow request ended before 3 requests were checked");
+    assert!(
+        checked >= 3,
+        "the slow request ended before 3 requests were checked"
+    );
     assert_eq!(slow.await.unwrap(), 200);
 }
 

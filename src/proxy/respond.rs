@@ -183,28 +183,20 @@ pub(super) async fn send(
     session: &mut Session,
     ctx: &mut RequestCtx,
     status: u16,
-    content_type: &str,
+    content_type: &'static str,
     body: Bytes,
     location: Option<&str>,
 ) -> pingora_error::Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(6))?;
-    resp.insert_header(header::CONTENT_TYPE, content_type)?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    let mut headers = vec![(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    )];
     if let Some(location) = location {
-        resp.insert_header(header::LOCATION, location)?;
+        let value = http::HeaderValue::from_str(location)
+            .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "redirect location"))?;
+        headers.push((header::LOCATION, value));
     }
-    super::headers::add_security_headers(&mut resp, ctx.tls)?;
-    resp.insert_header("x-request-id", ctx.request_id_header())?;
-    ctx.status = status;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only || body.is_empty())
-        .await?;
-    if !head_only && !body.is_empty() {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    reply(session, ctx, status, headers, body).await
 }
 
 /// Escapes text for HTML.
