@@ -21,6 +21,43 @@ impl Admin {
     pub fn new(shared: Arc<Shared>) -> Admin {
         Admin { shared }
     }
+
+    /// Whether the request carries the `metrics_basic_auth` credentials (always, when none
+    /// are configured).
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let snap = self.shared.load();
+        let Some(expected) = &snap.config.metrics_basic_auth else {
+            return true;
+        };
+        let given = session
+            .req_header()
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("basic").then_some(rest.trim())
+            })
+            .and_then(|b64| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b64).ok()
+            });
+        let Some(given) = given else {
+            return false;
+        };
+        let (user, password) = match given.iter().position(|&b| b == b':') {
+            Some(i) => (&given[..i], &given[i + 1..]),
+            None => (&given[..], &[][..]),
+        };
+        // Both compared in full, without an early exit.
+        constant_time_eq(user, expected.user.as_bytes())
+            & constant_time_eq(password, expected.password.as_bytes())
+    }
+}
+
+/// Equality whose time depends only on the lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[async_trait]
@@ -28,8 +65,23 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path();
         let (status, content_type, body) = match path {
+            "/metrics" if !self.authorized(session) => {
+                let mut resp = Response::new(b"authentication required\n".to_vec());
+                *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"gatehouse metrics\""),
+                );
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, header::HeaderValue::from(24));
+                return resp;
+            }
             "/metrics" => {
                 self.shared.auth.sync_metrics();
+                self.shared
+                    .metrics
+                    .downstream_connections
+                    .set(i64::try_from(self.shared.in_flight()).unwrap_or(i64::MAX));
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

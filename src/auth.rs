@@ -22,7 +22,7 @@ use crate::{
     authz::DecisionCache,
     config::{Config, IdentitySettings, IdpProvider, SessionStoreUrl},
     identity::{AssertionCache, SigningKeys},
-    metrics::IdentityMetrics,
+    metrics::{IdentityMetrics, IdpMetrics},
     session::{store, IdpTokens, Loaded, SessionId, SessionKind, SessionRecord, Sessions},
 };
 
@@ -143,9 +143,11 @@ impl Auth {
         let (sessions, idp) = handle.block_on(async {
             let store = store::open(&url, store::StoreOptions::default())
                 .map_err(|e| format!("session_store: {e}"))?;
+            let store: Arc<dyn store::SessionStore> =
+                Arc::new(store::Metered::new(store, metrics.store.clone()));
             let sessions = Sessions::new(store, SESSION_CACHE_CAPACITY);
             sessions.listen();
-            let idp = provider(identity)?;
+            let idp = provider(identity, &metrics.idp)?;
             if let Some(idp) = &idp {
                 let warm = idp.clone();
                 tokio::spawn(async move { warm.warm_up().await });
@@ -178,8 +180,8 @@ impl Auth {
     /// when `/metrics` is scraped).
     pub fn sync_metrics(&self) {
         let m = &self.metrics;
-        IdentityMetrics::sync_counter(&m.decision_cache_hits_total, self.decisions.hits());
-        IdentityMetrics::sync_counter(&m.decision_cache_misses_total, self.decisions.misses());
+        IdentityMetrics::sync_counter(&m.authz_cache_hits, self.decisions.hits());
+        IdentityMetrics::sync_counter(&m.authz_cache_misses, self.decisions.misses());
         let store = self.sessions.store();
         let health = store.health();
         m.session_store_up
@@ -353,18 +355,18 @@ impl Auth {
 }
 
 /// The identity provider of `identity`, if one is configured.
-fn provider(identity: &IdentitySettings) -> Result<Option<Provider>, String> {
+fn provider(identity: &IdentitySettings, metrics: &IdpMetrics) -> Result<Option<Provider>, String> {
     if identity.idp_provider == Some(IdpProvider::Github) {
         return match github_settings(identity) {
             Some(settings) => Ok(Some(Provider::Github(
-                Github::new(settings).map_err(|e| e.to_string())?,
+                Github::new(settings, metrics.clone()).map_err(|e| e.to_string())?,
             ))),
             None => Ok(None),
         };
     }
     match oidc_settings(identity) {
         Some(settings) => Ok(Some(Provider::Oidc(
-            Oidc::new(settings).map_err(|e| e.to_string())?,
+            Oidc::new(settings, metrics.clone()).map_err(|e| e.to_string())?,
         ))),
         None => Ok(None),
     }

@@ -3,6 +3,7 @@
 //! Pure core (`config`, `path`, `policy`, `routes`) and I/O at the edge (`proxy`, `listeners`,
 //! `upstreams`, `admin`, `supervisor`, `server`). See DESIGN.md for the request path.
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod authn;

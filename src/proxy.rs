@@ -7,7 +7,11 @@ mod headers;
 mod request;
 mod respond;
 
-use std::{net::IpAddr, sync::Arc, time::SystemTime};
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,9 +26,11 @@ use respond::CLIENT_CERTIFICATE_REQUIRED;
 use auth::{Endpoint, Identity, Origin};
 
 use crate::{
+    access_log,
     authz::SessionRef,
     config::{MtlsEnforcement, PathMatch, ProxyAction, RedirectAction, Route, RouteAction},
     listeners::TlsInfo,
+    metrics::{DecisionKind, UpstreamErrorKind},
     path,
     policy::{ClientCertificate, Decision, FactSet, Reasons, RequestFacts},
     snapshot::{Shared, Snapshot},
@@ -138,20 +144,28 @@ impl Gatehouse {
             }
             Identity::Unavailable => None,
         };
+        ctx.user = loaded.cloned();
         let session_ref = loaded.map(|l| SessionRef {
             key: l.key,
             expires_at: l.expires,
             subject: &l.record.subject,
         });
         let facts = request_facts(session, ctx, &canonical.path);
-        let permit = match self.shared.auth.decisions.decide(
+        let decision = self.shared.auth.decisions.decide(
             snap.generation,
             index,
             policy,
             session_ref.as_ref(),
             &facts,
             SystemTime::now(),
-        ) {
+        );
+        let kind = match decision {
+            Decision::Allow(_) => DecisionKind::Allow,
+            Decision::Deny(_) => DecisionKind::Deny,
+            Decision::NeedsLogin => DecisionKind::Login,
+        };
+        ctx.decision = Some((kind, decision.reasons()));
+        let permit = match decision {
             Decision::Allow(_) => loaded.is_some(),
             Decision::Deny(reasons) => return Next::Denied(reasons),
             Decision::NeedsLogin => {
@@ -408,6 +422,84 @@ fn redirect_location(
     format!("{scheme}://{host}{port}{path}{query}")
 }
 
+/// The metrics label of a failed upstream attempt.
+fn upstream_error_kind(e: &Error) -> UpstreamErrorKind {
+    use pingora_error::ErrorType as T;
+    match e.etype() {
+        T::ConnectRefused => UpstreamErrorKind::ConnectRefused,
+        T::ConnectTimedout => UpstreamErrorKind::ConnectTimeout,
+        T::ConnectNoRoute | T::ConnectError | T::BindError | T::SocketError => {
+            UpstreamErrorKind::ConnectError
+        }
+        T::TLSWantX509Lookup
+        | T::TLSHandshakeFailure
+        | T::TLSHandshakeTimedout
+        | T::InvalidCert
+        | T::HandshakeError => UpstreamErrorKind::Tls,
+        T::ReadTimedout | T::WriteTimedout => UpstreamErrorKind::Timeout,
+        T::ConnectionClosed | T::ReadError | T::WriteError => UpstreamErrorKind::Closed,
+        T::InvalidHTTPHeader | T::H1Error | T::H2Error | T::H2Downgrade | T::InvalidH2 => {
+            UpstreamErrorKind::Protocol
+        }
+        t if *t == respond::NO_HEALTHY_UPSTREAM => UpstreamErrorKind::NoHealthyBackend,
+        _ => UpstreamErrorKind::Other,
+    }
+}
+
+/// Writes the request's access line (only called when the access log is enabled).
+fn write_access_line(
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
+    let Some(snap) = ctx.snapshot.as_ref() else {
+        return;
+    };
+    let req = session.req_header();
+    let raw = std::str::from_utf8(req.raw_path()).unwrap_or("");
+    // The canonical path, never the query (it carries codes, states and tokens).
+    let canonical = path::canonicalize(raw).ok();
+    let path = match &canonical {
+        Some(c) => &*c.path,
+        None => raw.split('?').next().unwrap_or(""),
+    };
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let subject = ctx.user.as_deref().map(|l| &l.record.subject);
+    let (decision, reasons) = match ctx.decision {
+        Some((kind, reasons)) => (Some(kind.as_str()), reasons),
+        None => (None, Reasons::EMPTY),
+    };
+    let entry = access_log::Entry {
+        time: None,
+        request_id: ctx.request_id(),
+        route: ctx.route.map(|r| snap.config.routes[r].name.as_str()),
+        method: req.method.as_str(),
+        host,
+        path,
+        status,
+        duration: elapsed,
+        upstream_duration: ctx.upstream_elapsed,
+        bytes_sent: session.body_bytes_sent(),
+        bytes_received: session.body_bytes_read(),
+        upstream: ctx.upstream_addr,
+        ip: ctx.client_ip,
+        user: subject.map(|s| s.user_id.as_str()),
+        email: subject.and_then(|s| s.email.as_deref()),
+        decision,
+        reasons,
+        user_agent: req
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|h| h.to_str().ok()),
+    };
+    access_log::emit(&snap.config.access_log_fields, &entry);
+}
+
 #[async_trait]
 impl ProxyHttp for Gatehouse {
     type CTX = RequestCtx;
@@ -549,6 +641,8 @@ impl ProxyHttp for Gatehouse {
         let Some(selected) = pool.select(key, ctx.tried) else {
             return Error::e_explain(respond::NO_HEALTHY_UPSTREAM, "no healthy backend");
         };
+        ctx.upstream_started.get_or_insert_with(Instant::now);
+        ctx.upstream_addr = Some(selected.target().addr);
         ctx.tried |= selected.bit();
         let peer = selected.peer(action.timeout, action.idle_timeout, ctx.upgrade);
         ctx.selected = Some(selected);
@@ -562,6 +656,10 @@ impl ProxyHttp for Gatehouse {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some(snap) = ctx.snapshot.as_ref() {
+            snap.route_metrics(ctx.route)
+                .upstream_error(upstream_error_kind(&e));
+        }
         // Nothing was sent yet: another backend may take the request, if one is left.
         let more = match (ctx.snapshot.as_ref(), ctx.route) {
             (Some(snap), Some(route)) => snap.pools[route]
@@ -581,6 +679,12 @@ impl ProxyHttp for Gatehouse {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        if e.esource() == &pingora_error::ErrorSource::Upstream {
+            if let Some(snap) = ctx.snapshot.as_ref() {
+                snap.route_metrics(ctx.route)
+                    .upstream_error(upstream_error_kind(&e));
+            }
+        }
         // Pingora's rule: retry idempotent requests whose pooled connection turned out dead.
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
@@ -686,6 +790,12 @@ impl ProxyHttp for Gatehouse {
         let (Some(snap), Some(route)) = (ctx.snapshot.as_ref(), ctx.route) else {
             return Ok(());
         };
+        if let Some(started) = ctx.upstream_started {
+            let elapsed = started.elapsed();
+            ctx.upstream_elapsed = Some(elapsed);
+            snap.route_metrics(ctx.route)
+                .observe_upstream(elapsed.as_secs_f64());
+        }
         if let RouteAction::Proxy(action) = &snap.config.routes[route].action {
             headers::apply_response_headers(resp, action, self.tls, &request_id)?;
         }
@@ -699,6 +809,12 @@ impl ProxyHttp for Gatehouse {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let status = respond::status_for_error(e);
+        if e.etype() == &respond::NO_HEALTHY_UPSTREAM {
+            if let Some(snap) = ctx.snapshot.as_ref() {
+                snap.route_metrics(ctx.route)
+                    .upstream_error(UpstreamErrorKind::NoHealthyBackend);
+            }
+        }
         if status > 0 && session.response_written().is_none() {
             // The client may be gone; nothing more to do if this write fails.
             let _ = respond::error_page(session, ctx, status, None).await;
@@ -715,7 +831,15 @@ impl ProxyHttp for Gatehouse {
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
         let snap = ctx.snapshot.get_or_insert_with(|| self.shared.load());
-        snap.counters(ctx.route).observe(status);
+        let elapsed = ctx.started.elapsed();
+        let metrics = snap.route_metrics(ctx.route);
+        metrics.observe(status, elapsed.as_secs_f64());
+        if let Some((kind, reasons)) = ctx.decision {
+            metrics.decision(kind, reasons);
+        }
         ctx.selected = None;
+        if access_log::enabled() {
+            write_access_line(session, ctx, status, elapsed);
+        }
     }
 }

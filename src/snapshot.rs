@@ -18,7 +18,7 @@ use crate::{
     auth::{Auth, AuthKeys, Fallbacks},
     config::{Config, RouteAction},
     listeners::CertificateStore,
-    metrics::{Metrics, RouteCounters},
+    metrics::{Metrics, RouteMetrics},
     routes::RouteTable,
     upstreams::{Pool, PoolError},
 };
@@ -42,8 +42,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Backend pool per route index (None for redirect/response routes).
     pub pools: Vec<Option<Arc<Pool>>>,
-    /// Request counters per route index, plus one last entry for requests without a route.
-    pub counters: Vec<RouteCounters>,
+    /// Metric handles per route index, plus one last entry for requests without a route.
+    pub route_metrics: Vec<RouteMetrics>,
     /// Server certificates chosen by SNI.
     pub certificates: Arc<CertificateStore>,
     /// Cookie sealing and identity signing keys.
@@ -118,12 +118,12 @@ impl Snapshot {
             };
             pools.push(Some(pool));
         }
-        let mut counters: Vec<RouteCounters> = config
+        let mut route_metrics: Vec<RouteMetrics> = config
             .routes
             .iter()
-            .map(|r| metrics.route_counters(&r.name))
+            .map(|r| metrics.route_metrics(&r.name))
             .collect();
-        counters.push(metrics.route_counters("none"));
+        route_metrics.push(metrics.route_metrics("none"));
         let certificates = Arc::new(
             CertificateStore::new(&config.certificates).map_err(BuildError::Certificates)?,
         );
@@ -132,16 +132,16 @@ impl Snapshot {
             config,
             routes,
             pools,
-            counters,
+            route_metrics,
             certificates,
             keys,
         })
     }
 
-    /// Counters for a route index, or the "no route" counters for `None`.
-    pub fn counters(&self, route: Option<usize>) -> &RouteCounters {
-        let last = self.counters.len() - 1;
-        &self.counters[route.unwrap_or(last).min(last)]
+    /// Metric handles for a route index, or the "no route" handles for `None`.
+    pub fn route_metrics(&self, route: Option<usize>) -> &RouteMetrics {
+        let last = self.route_metrics.len() - 1;
+        &self.route_metrics[route.unwrap_or(last).min(last)]
     }
 }
 

@@ -22,6 +22,7 @@ use sha2::Digest as _;
 
 use super::oidc::{AuthnError, LoginState, SignedIn, SignedInRef};
 use crate::{
+    metrics::{IdpMetrics, IdpOp},
     policy::Subject,
     session::{unix, IdpTokens},
 };
@@ -61,6 +62,7 @@ pub struct Github {
     settings: GithubSettings,
     endpoints: Endpoints,
     http: reqwest::Client,
+    metrics: IdpMetrics,
 }
 
 /// Where things are, derived once from the base URL.
@@ -108,7 +110,7 @@ struct Team {
 
 impl Github {
     /// The provider for `settings`; nothing is fetched until a login.
-    pub fn new(settings: GithubSettings) -> Result<Arc<Github>, AuthnError> {
+    pub fn new(settings: GithubSettings, metrics: IdpMetrics) -> Result<Arc<Github>, AuthnError> {
         let endpoints = Endpoints::of(&settings.base_url)?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -121,6 +123,7 @@ impl Github {
             settings,
             endpoints,
             http,
+            metrics,
         }))
     }
 
@@ -197,6 +200,11 @@ impl Github {
 
     /// Exchanges the code for an access token.
     async fn redeem(&self, login: &LoginState, code: &str) -> Result<String, AuthnError> {
+        let redeemed = self.redeem_once(login, code).await;
+        self.metrics.observe(IdpOp::Token, redeemed)
+    }
+
+    async fn redeem_once(&self, login: &LoginState, code: &str) -> Result<String, AuthnError> {
         let mut form = vec![
             ("client_id", self.settings.client_id.as_str()),
             ("code", code),
@@ -253,6 +261,16 @@ impl Github {
 
     /// GET with the user's token: the JSON body and the checked next-page URL.
     async fn call(
+        &self,
+        token: &str,
+        url: &str,
+        path: &str,
+    ) -> Result<(serde_json::Value, Option<String>), AuthnError> {
+        let answered = self.call_once(token, url, path).await;
+        self.metrics.observe(IdpOp::Api, answered)
+    }
+
+    async fn call_once(
         &self,
         token: &str,
         url: &str,

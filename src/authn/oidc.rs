@@ -28,6 +28,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    metrics::{IdpMetrics, IdpOp},
     policy::Subject,
     session::{unix, IdpTokens},
 };
@@ -187,13 +188,14 @@ pub struct Oidc {
     discovering: tokio::sync::Mutex<()>,
     last_failure: Mutex<Option<Instant>>,
     last_jwks_refetch: Mutex<Option<Instant>>,
+    metrics: IdpMetrics,
 }
 
 // === impl Oidc ===
 
 impl Oidc {
     /// A relying party; nothing is fetched until first needed.
-    pub fn new(settings: OidcSettings) -> Result<Arc<Oidc>, AuthnError> {
+    pub fn new(settings: OidcSettings, metrics: IdpMetrics) -> Result<Arc<Oidc>, AuthnError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(IDP_TIMEOUT)
@@ -207,6 +209,7 @@ impl Oidc {
             discovering: tokio::sync::Mutex::new(()),
             last_failure: Mutex::new(None),
             last_jwks_refetch: Mutex::new(None),
+            metrics,
         }))
     }
 
@@ -283,10 +286,13 @@ impl Oidc {
         let issuer = IssuerUrl::new(self.settings.issuer.clone())
             .map_err(|e| AuthnError::Rejected(format!("issuer URL: {e}")))?;
         if self.settings.azure {
-            return self.discover_azure(&issuer).await;
+            let found = self.discover_azure(&issuer).await;
+            return self.metrics.observe(IdpOp::Discovery, found);
         }
-        let metadata = Metadata::discover_async(issuer, &self.http)
-            .await
+        let metadata = Metadata::discover_async(issuer, &self.http).await;
+        let metadata = self
+            .metrics
+            .observe(IdpOp::Discovery, metadata)
             .map_err(|e| AuthnError::Unavailable(format!("discovery: {}", error_chain(&e))))?;
         Ok(self.build(metadata))
     }
@@ -433,7 +439,10 @@ impl Oidc {
             .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
             .set_redirect_uri(std::borrow::Cow::Owned(redirect))
             .request_async(&self.http)
-            .await
+            .await;
+        let tokens = self
+            .metrics
+            .observe(IdpOp::Token, tokens)
             .map_err(token_error)?;
         let nonce = Nonce::new(login.nonce.clone());
         let (claims, d) = self.verify_id_token(d, &tokens, Some(&nonce)).await?;
@@ -455,7 +464,10 @@ impl Oidc {
             .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
             .map_err(|e| AuthnError::Rejected(format!("token endpoint: {e}")))?
             .request_async(&self.http)
-            .await
+            .await;
+        let tokens = self
+            .metrics
+            .observe(IdpOp::Refresh, tokens)
             .map_err(token_error)?;
         let (claims, d) = self.verify_id_token(d, &tokens, None).await?;
         let mut signed_in = match claims {
@@ -555,8 +567,10 @@ impl Oidc {
             }
             *last = Some(Instant::now());
         }
-        let jwks = JsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
-            .await
+        let jwks = JsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http).await;
+        let jwks = self
+            .metrics
+            .observe(IdpOp::Jwks, jwks)
             .map_err(|e| tracing::warn!(error = %error_chain(&e), "JWKS refetch failed"))
             .ok()?;
         let metadata = d.metadata.clone().set_jwks(jwks);
@@ -577,9 +591,11 @@ impl Oidc {
         ) else {
             return Ok(None); // no userinfo endpoint
         };
-        let info: openidconnect::UserInfoClaims<AllClaims, CoreGenderClaim> = request
-            .request_async(&self.http)
-            .await
+        let info: Result<openidconnect::UserInfoClaims<AllClaims, CoreGenderClaim>, _> =
+            request.request_async(&self.http).await;
+        let info = self
+            .metrics
+            .observe(IdpOp::Userinfo, info)
             .map_err(|e| match e {
                 openidconnect::UserInfoError::ClaimsVerification(v) => {
                     AuthnError::Rejected(format!("userinfo: {v}"))

@@ -34,6 +34,8 @@ pub(super) struct FileConfig {
     pub(super) downstream_mtls: Option<FileDownstreamMtls>,
     pub(super) policies_dir: Option<String>,
     pub(super) log_level: Option<String>,
+    pub(super) access_log_fields: Option<Vec<String>>,
+    pub(super) metrics_basic_auth: Option<String>,
     pub(super) authenticate_service_url: Option<String>,
     pub(super) idp_provider: Option<String>,
     pub(super) idp_provider_url: Option<String>,

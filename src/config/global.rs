@@ -6,6 +6,8 @@ use std::{
 };
 
 use ipnet::IpNet;
+
+use crate::access_log::{Field, DEFAULT_FIELDS};
 use serde_yaml::Value;
 
 use super::{
@@ -14,7 +16,7 @@ use super::{
     identity,
     problem::{index_path, key_path, Report},
     route::{self, RouteDefaults},
-    types::{CertificatePair, Config, DownstreamMtls, LogLevel, MtlsEnforcement},
+    types::{BasicAuth, CertificatePair, Config, DownstreamMtls, LogLevel, MtlsEnforcement},
     values::{inline_pem, one_of, socket_addr, Sources},
 };
 
@@ -57,6 +59,8 @@ pub(super) fn build(file: FileConfig, sources: &Sources, report: &mut Report) ->
         downstream_mtls,
         policies_dir,
         log_level,
+        access_log_fields,
+        metrics_basic_auth,
         authenticate_service_url,
         idp_provider,
         idp_provider_url,
@@ -160,6 +164,18 @@ pub(super) fn build(file: FileConfig, sources: &Sources, report: &mut Report) ->
     let log_level = log_level
         .and_then(|l| report.check("log_level", one_of(&l, LOG_LEVELS)))
         .unwrap_or(LogLevel::Info);
+    let access_log_fields = match access_log_fields {
+        None => DEFAULT_FIELDS.to_vec(),
+        Some(names) => access_fields(&names, report),
+    };
+    let metrics_basic_auth =
+        metrics_basic_auth.and_then(|v| report.check("metrics_basic_auth", basic_auth(&v)));
+    if metrics_basic_auth.is_some() && metrics_address.is_none() {
+        report.warn(
+            "metrics_basic_auth",
+            "set without metrics_address: there is no admin listener to protect",
+        );
+    }
 
     let identity = identity::build(
         identity::Keys {
@@ -211,8 +227,45 @@ pub(super) fn build(file: FileConfig, sources: &Sources, report: &mut Report) ->
         downstream_mtls,
         policies_dir,
         log_level,
+        access_log_fields,
+        metrics_basic_auth,
         identity,
         routes,
+    }
+}
+
+/// `access_log_fields`: every name must be known (a typo would silently drop a field).
+fn access_fields(names: &[String], report: &mut Report) -> Vec<Field> {
+    let mut fields = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        match Field::from_name(name) {
+            Some(f) if !fields.contains(&f) => fields.push(f),
+            Some(_) => {}
+            None => report.error(
+                &index_path("access_log_fields", i),
+                format!(
+                    "unknown field {name:?} (known: {})",
+                    Field::names().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+        }
+    }
+    fields
+}
+
+/// `metrics_basic_auth`: Pomerium's form, base64 of `user:password`.
+fn basic_auth(value: &str) -> Result<BasicAuth, String> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| "not base64 of user:password".to_owned())?;
+    let text = String::from_utf8(decoded).map_err(|_| "not UTF-8 user:password".to_owned())?;
+    match text.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(BasicAuth {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }),
+        _ => Err("expected base64 of user:password (both non-empty)".to_owned()),
     }
 }
 

@@ -412,6 +412,8 @@ metrics_address: :99999
 trusted_proxies: [10.0.0.0/33, not-an-ip]
 shutdown_grace_period: 30
 log_level: loud
+access_log_fields: [method, query, status]
+metrics_basic_auth: bm9jb2xvbg==
 idp_provider: myidp
 idp_scopes: [openid, '']
 cookie_same_site: sometimes
@@ -431,6 +433,8 @@ policies_dir: no-such-dir
         "missing unit in duration 30",
     );
     expect(&errors, "log_level", "unknown value \"loud\"");
+    expect(&errors, "access_log_fields[1]", "unknown field \"query\"");
+    expect(&errors, "metrics_basic_auth", "user:password");
     expect(&errors, "idp_provider", "use one of oidc, google");
     expect(&errors, "idp_scopes[1]", "empty entry in idp_scopes");
     expect(&errors, "cookie_same_site", "unknown value");

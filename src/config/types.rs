@@ -39,10 +39,29 @@ pub struct Config {
     pub policies_dir: Option<PathBuf>,
     /// `log_level` (default `info`).
     pub log_level: LogLevel,
+    /// `access_log_fields`: what each access line holds (default: all but the user agent).
+    pub access_log_fields: Vec<crate::access_log::Field>,
+    /// `metrics_basic_auth`: credentials the admin listener's `/metrics` requires.
+    pub metrics_basic_auth: Option<BasicAuth>,
     /// Settings owned by the identity work; validated now.
     pub identity: IdentitySettings,
     /// `routes`, in declaration order.
     pub routes: Vec<Route>,
+}
+
+/// A user name and password (HTTP Basic).
+#[derive(Clone)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One certificate chain and its key, as PEM file paths (inline `cert`/`key` base64 values

@@ -111,8 +111,12 @@ pub(super) async fn identify(
         return Identity::Anonymous;
     };
     let lookup = match auth.sessions.load_cached(&ticket, now) {
-        Some(hit) => hit,
+        Some(hit) => {
+            auth.metrics.session_cache_hits.inc();
+            hit
+        }
         None => {
+            auth.metrics.session_cache_misses.inc();
             let sessions = Arc::clone(&auth.sessions);
             auth.run(async move { sessions.load(&ticket, now).await })
                 .await

@@ -1,8 +1,15 @@
 //! The per-request context carried through Pingora's phases.
 
-use std::{net::IpAddr, sync::Arc, time::Instant};
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use crate::{snapshot::Snapshot, upstreams::Selected};
+use crate::{
+    metrics::DecisionKind, policy::Reasons, session::Loaded, snapshot::Snapshot,
+    upstreams::Selected,
+};
 
 /// State of one request, created by `new_ctx` and filled in by the phases.
 pub struct RequestCtx {
@@ -38,6 +45,16 @@ pub struct RequestCtx {
     /// Status of a response gatehouse answered itself (0 if none).
     pub status: u16,
     pub started: Instant,
+    /// The signed-in session or machine identity of the request, for the access log.
+    pub user: Option<Arc<Loaded>>,
+    /// The authorization decision and its reasons (None: decided before any policy).
+    pub decision: Option<(DecisionKind, Reasons)>,
+    /// When the first backend was chosen.
+    pub upstream_started: Option<Instant>,
+    /// From choosing a backend to its response headers.
+    pub upstream_elapsed: Option<Duration>,
+    /// The address of the backend that answered (kept after `selected` is released).
+    pub upstream_addr: Option<std::net::SocketAddr>,
 }
 
 /// A request id: generated (fixed-size, no allocation) or kept from a trusted peer.
@@ -68,6 +85,11 @@ impl RequestCtx {
             strip_authorization: false,
             status: 0,
             started: Instant::now(),
+            user: None,
+            decision: None,
+            upstream_started: None,
+            upstream_elapsed: None,
+            upstream_addr: None,
         }
     }
 

@@ -17,7 +17,10 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 mod memory;
+mod metered;
 mod redis;
+
+pub use metered::Metered;
 
 /// A session's identifier: 16 random bytes, carried inside the sealed cookie.
 pub type SessionId = [u8; 16];

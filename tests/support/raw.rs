@@ -44,6 +44,11 @@ impl RawResponse {
             .collect()
     }
 
+    /// The body as text (lossy UTF-8).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The body as JSON (panics with the whole response when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)

@@ -28,7 +28,11 @@ fn enterprise_uses_api_v3_under_the_base_url() {
 
 #[test]
 fn the_authorize_url_carries_state_pkce_and_no_signup() {
-    let gh = Github::new(settings("https://github.com")).unwrap();
+    let gh = Github::new(
+        settings("https://github.com"),
+        crate::metrics::Metrics::new().unwrap().identity.idp,
+    )
+    .unwrap();
     let (url, login) = gh
         .start(
             "https://auth.example.com/oauth2/callback",
