@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use pingora_core::{apps::ServerApp, protocols::Stream, server::ShutdownWatch};
 
 use crate::{
-    header_deadline::{HeaderDeadline, H2_PREFACE},
+    header_deadline::{HeaderDeadline, RejectHook, H2_PREFACE},
     snapshot::Shared,
 };
 
@@ -21,6 +21,8 @@ pub struct Downstream<A> {
     http1: Arc<A>,
     h2c: Option<Arc<A>>,
     header_timeout: Duration,
+    /// Counts heads refused before parsing (no route: `route="none"`).
+    rejected: RejectHook,
 }
 
 // === impl Downstream ===
@@ -31,7 +33,12 @@ impl<A> Downstream<A> {
     /// HTTP/1 request header.
     /// Every connection counts in `shared` while it is served (for the SIGTERM drain).
     pub fn new(shared: Arc<Shared>, http1: A, h2c: Option<A>, header_timeout: Duration) -> Self {
+        let counted = Arc::clone(&shared);
+        let rejected: RejectHook = Arc::new(move |status| {
+            counted.load().route_metrics(None).observe(status, 0.0);
+        });
         Downstream {
+            rejected,
             shared,
             http1: Arc::new(http1),
             h2c: h2c.map(Arc::new),
@@ -62,7 +69,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
                 }
             }
         }
-        let stream: Stream = Box::new(HeaderDeadline::new(stream, self.header_timeout));
+        let stream: Stream = Box::new(
+            HeaderDeadline::new(stream, self.header_timeout).on_reject(Arc::clone(&self.rejected)),
+        );
         self.http1.process_new(stream, shutdown).await
     }
 

@@ -7,6 +7,11 @@
 //! The stream follows the HTTP/1 exchange from the bytes that pass through it: the first
 //! byte after a response starts a header phase, `\r\n\r\n` ends it. HTTP/2 connections (by
 //! ALPN or the h2c preface) and upgraded ones (a `101` response) are left alone.
+//!
+//! The same stream hands every complete request head to [`raw_head::check`] before the
+//! parser sees its end: a refused head is answered here (status, JSON body, request id,
+//! `Connection: close`) and the parser gets end-of-stream. Heads that arrive in one read (the
+//! common case) are checked in place; only heads split over reads are copied.
 
 use std::{
     fmt, io,
@@ -28,6 +33,11 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::{Instant, Sleep},
 };
+
+use crate::raw_head::{self, Rejection};
+
+/// Called with the status of every head refused by [`raw_head::check`] (for metrics).
+pub type RejectHook = Arc<dyn Fn(u16) + Send + Sync>;
 
 /// The start of the HTTP/2 connection preface.
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -54,6 +64,21 @@ pub struct HeaderDeadline {
     /// Created on the first header read that has to wait, then reset: no timer is touched
     /// when a header arrives in one read (the common case).
     timer: Option<Pin<Box<Sleep>>>,
+    /// The part of a head read so far, when it spans several reads.
+    head: Vec<u8>,
+    /// A refused head's response still being written (then the reader gets end-of-stream).
+    rejecting: Option<(Vec<u8>, usize)>,
+    on_reject: Option<RejectHook>,
+}
+
+/// What a read did to the current head.
+enum Seen {
+    /// Not part of a head (body, HTTP/2, upgraded).
+    Other,
+    /// The head goes on past this read.
+    Partial,
+    /// The head ends after `end` bytes of this read.
+    Complete(usize),
 }
 
 // === impl HeaderDeadline ===
@@ -61,41 +86,56 @@ pub struct HeaderDeadline {
 impl HeaderDeadline {
     /// Wraps `inner`; HTTP/2 negotiated by ALPN is exempt from the start.
     pub fn new(inner: Stream, timeout: Duration) -> Self {
-        let phase = if matches!(inner.selected_alpn_proto(), Some(ALPN::H2)) || timeout.is_zero() {
+        let phase = if matches!(inner.selected_alpn_proto(), Some(ALPN::H2)) {
             Phase::Off
         } else {
             Phase::Idle
+        };
+        // No deadline still means every head is checked.
+        let timeout = if timeout.is_zero() {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            timeout
         };
         HeaderDeadline {
             inner,
             timeout,
             phase,
             timer: None,
+            head: Vec::new(),
+            rejecting: None,
+            on_reject: None,
         }
     }
 
+    /// Calls `hook` with the status of every refused head.
+    pub fn on_reject(mut self, hook: RejectHook) -> Self {
+        self.on_reject = Some(hook);
+        self
+    }
+
     /// Advances the phase over bytes just read.
-    fn saw(&mut self, bytes: &[u8]) {
+    fn saw(&mut self, bytes: &[u8]) -> Seen {
         if bytes.is_empty() {
-            return;
+            return Seen::Other;
         }
         let (deadline, mut matched) = match self.phase {
             Phase::Idle if bytes.starts_with(&H2_PREFACE[..14]) => {
                 self.phase = Phase::Off;
-                return;
+                return Seen::Other;
             }
             Phase::Idle => (Instant::now() + self.timeout, 0u8),
             Phase::Headers { deadline, matched } => (deadline, matched),
-            Phase::Body | Phase::Off => return,
+            Phase::Body | Phase::Off => return Seen::Other,
         };
         // `matched` is 1 right after a line feed (a CR may follow); a second line feed
         // there is the empty line that ends the header (`\r\n\r\n`, or `\n\n` which
         // the parser also accepts).
-        for &b in bytes {
+        for (i, &b) in bytes.iter().enumerate() {
             matched = match b {
                 b'\n' if matched == 1 => {
                     self.phase = Phase::Body;
-                    return;
+                    return Seen::Complete(i + 1);
                 }
                 b'\n' => 1,
                 b'\r' => matched,
@@ -103,6 +143,60 @@ impl HeaderDeadline {
             };
         }
         self.phase = Phase::Headers { deadline, matched };
+        Seen::Partial
+    }
+
+    /// Checks the head that the bytes just read belong to (`read`); an error is the
+    /// rejection to answer with.
+    fn check_head(&mut self, seen: Seen, read: &[u8]) -> Result<(), Rejection> {
+        match seen {
+            Seen::Other => Ok(()),
+            Seen::Complete(end) if self.head.is_empty() => raw_head::check(&read[..end]),
+            Seen::Complete(end) => {
+                self.head.extend_from_slice(&read[..end]);
+                let verdict = raw_head::check(&self.head);
+                self.head.clear();
+                verdict
+            }
+            Seen::Partial => {
+                self.head.extend_from_slice(read);
+                raw_head::check_partial(&self.head)
+            }
+        }
+    }
+
+    /// Starts answering a refused head.
+    fn reject(&mut self, rejection: Rejection) {
+        if let Some(hook) = &self.on_reject {
+            hook(rejection.status);
+        }
+        tracing::debug!(
+            status = rejection.status,
+            reason = rejection.reason,
+            "request head refused"
+        );
+        self.head = Vec::new();
+        self.phase = Phase::Off;
+        self.rejecting = Some((rejection_response(rejection), 0));
+    }
+
+    /// Writes the refusal, then reports end-of-stream to the reader.
+    fn poll_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some((response, written)) = self.rejecting.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while *written < response.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &response[*written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => *written += n,
+                // The client is gone: nothing more to say.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
     }
 
     /// Advances the phase over bytes about to be written (the response).
@@ -134,6 +228,31 @@ impl HeaderDeadline {
     }
 }
 
+/// The complete response to a refused head: JSON like gatehouse's other error pages, with a
+/// fresh request id, and the connection closed after it.
+fn rejection_response(rejection: Rejection) -> Vec<u8> {
+    let id = crate::proxy::generate_request_id();
+    let id = std::str::from_utf8(&id).unwrap_or("-");
+    let title = match rejection.status {
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        _ => "Bad Request",
+    };
+    let body = format!(
+        "{{\"status\":{status},\"error\":\"{title}\",\"request_id\":\"{id}\",\"detail\":\"{reason}\"}}",
+        status = rejection.status,
+        reason = rejection.reason,
+    );
+    format!(
+        "HTTP/1.1 {status} {title}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: {id}\r\n\
+         Connection: close\r\n\r\n{body}",
+        status = rejection.status,
+        len = body.len(),
+    )
+    .into_bytes()
+}
+
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "request header deadline exceeded")
 }
@@ -145,6 +264,9 @@ impl AsyncRead for HeaderDeadline {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.rejecting.is_some() {
+            return this.poll_reject(cx);
+        }
         if let Phase::Headers { deadline, .. } = this.phase {
             if Instant::now() >= deadline {
                 return Poll::Ready(Err(timed_out()));
@@ -154,7 +276,13 @@ impl AsyncRead for HeaderDeadline {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let len = buf.filled().len();
-                this.saw(&buf.filled()[before..len]);
+                let seen = this.saw(&buf.filled()[before..len]);
+                if let Err(rejection) = this.check_head(seen, &buf.filled()[before..len]) {
+                    // The parser never sees the refused head's end.
+                    buf.set_filled(before);
+                    this.reject(rejection);
+                    return this.poll_reject(cx);
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),

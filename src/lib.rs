@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod raw_head;
 pub mod routes;
 pub mod server;
 pub mod session;

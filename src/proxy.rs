@@ -20,7 +20,7 @@ use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-pub use ctx::RequestCtx;
+pub use ctx::{generate_request_id, RequestCtx};
 use respond::CLIENT_CERTIFICATE_REQUIRED;
 
 use auth::{Endpoint, Identity, Origin};

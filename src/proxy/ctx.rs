@@ -132,12 +132,17 @@ impl RequestCtx {
 
 impl RequestId {
     fn generate() -> RequestId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n: u128 = rand::random();
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = HEX[((n >> (4 * (31 - i))) & 0xf) as usize];
-        }
-        RequestId::Generated(out)
+        RequestId::Generated(generate_request_id())
     }
+}
+
+/// A fresh request id: 32 lower-case hex digits of 128 random bits (no allocation).
+pub fn generate_request_id() -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u128 = rand::random();
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = HEX[((n >> (4 * (31 - i))) & 0xf) as usize];
+    }
+    out
 }
