@@ -52,7 +52,7 @@ pub fn check(head: &[u8]) -> Result<(), Rejection> {
     // Empty lines before the request line are allowed (RFC 9112 2.2).
     let request_line = loop {
         match lines.next() {
-            Some(Ok(line)) if line.is_empty() => continue,
+            Some(Ok([])) => continue,
             Some(Ok(line)) => break line,
             Some(Err(r)) => return Err(r),
             None => return Err(bad("invalid-request-line")),
