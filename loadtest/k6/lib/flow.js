@@ -25,6 +25,10 @@ export const config = {
   // (the scenario reads the token from the redirect).
   callbackUrl: __ENV.CALLBACK_URL || 'http://127.0.0.1:8765/gatehouse-callback',
   duration: __ENV.DURATION || '20s',
+  // The upstream is the demo app (demo/app.js), which answers with the request it received
+  // and the verified identity assertion: the scenarios then also check what reached it.
+  // Set ECHO_UPSTREAM=0 against any other upstream.
+  echo: (__ENV.ECHO_UPSTREAM || '1') !== '0',
 };
 
 // An open-model scenario: RATE iterations per second for DURATION, however long each takes
