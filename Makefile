@@ -6,7 +6,7 @@ BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/gatehouse
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/gatehouse
 CONFIGS := $(wildcard config/*.yaml)
 
-.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-dataplane fuzz clean
+.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-dataplane loadtest fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ bench: ## Criterion benchmarks: policy core (evaluation, cache hit, 10k routes) 
 bench-dataplane: release ## wrk: gatehouse public route vs nginx plain proxy (installs nginx, wrk)
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; $$sudo apt-get install -y -qq nginx-light wrk; }
 	GATEHOUSE_BIN=$(BIN_RELEASE) loadtest/bench-dataplane.sh
+
+DURATION ?= 20s
+loadtest: release ## k6 against the demo stack: API load (cookie, bearer), login flow, route mix, sign-out storm; DURATION=20s each
+	GATEHOUSE_BIN=$(BIN_RELEASE) DURATION=$(DURATION) loadtest/k6/run.sh
 
 check-config: ## Run `gatehouse check` on every shipped config (and so every shipped policy)
 	@scripts/example-certs.sh
