@@ -777,7 +777,7 @@ async fn read_small_body(session: &mut Session, limit: usize) -> Option<Vec<u8>>
 
 /// Whether a programmatic login may send its token to `target`: loopback, or a host on
 /// `programmatic_redirect_domain_whitelist`.
-fn programmatic_target_allowed(target: &str, whitelist: &[String]) -> bool {
+pub(super) fn programmatic_target_allowed(target: &str, whitelist: &[String]) -> bool {
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
@@ -798,7 +798,7 @@ fn programmatic_target_allowed(target: &str, whitelist: &[String]) -> bool {
 }
 
 /// `(origin, path-and-query)` of an absolute URL we built.
-fn split_origin(url: &str) -> (&str, &str) {
+pub(super) fn split_origin(url: &str) -> (&str, &str) {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     match url[after_scheme..].find('/') {
         Some(i) => url.split_at(after_scheme + i),
