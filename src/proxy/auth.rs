@@ -129,17 +129,22 @@ pub(super) async fn identify(
     }
 }
 
-/// Every value of cookie `name` in the request's Cookie headers.
+/// Every value of cookie `name` in the request's Cookie headers. Read byte-wise: another
+/// cookie with non-ASCII bytes (browsers send UTF-8 raw) must not hide ours.
 fn cookie_values<'a>(req: &'a RequestHeader, name: &'a str) -> impl Iterator<Item = &'a str> {
     req.headers
         .get_all(header::COOKIE)
         .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v.trim_matches('"'))
-        })
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(move |pair| cookie_value(pair, name))
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .map(|v| v.trim_matches('"'))
+}
+
+/// The value of a `name=value` cookie pair if it is cookie `name` (spaces around ignored).
+fn cookie_value<'a>(pair: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
 }
 
 /// The token of `Authorization: Bearer …`.
@@ -149,27 +154,30 @@ fn bearer_token(req: &RequestHeader) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The Cookie header without our cookies (None: nothing of ours was in it).
+/// The Cookie header without our cookies (None: nothing of ours was in it; Some(None):
+/// nothing else was). Byte-wise, like `cookie_values`: whatever we would read is removed.
 pub(super) fn strip_our_cookies(value: &HeaderValue, name: &str) -> Option<Option<HeaderValue>> {
-    let text = value.to_str().ok()?;
     let login = format!("{name}{LOGIN_COOKIE_SUFFIX}");
-    let ours = |pair: &str| {
-        pair.trim()
-            .split_once('=')
-            .is_some_and(|(k, _)| k == name || k == login)
-    };
-    if !text.split(';').any(ours) {
+    let ours =
+        |pair: &[u8]| cookie_value(pair, name).is_some() || cookie_value(pair, &login).is_some();
+    let pairs = value.as_bytes().split(|&b| b == b';');
+    if !pairs.clone().any(ours) {
         return None;
     }
-    let kept: Vec<&str> = text
-        .split(';')
-        .filter(|p| !ours(p))
-        .map(str::trim)
-        .collect();
+    let mut kept = Vec::with_capacity(value.len());
+    for pair in pairs.map(<[u8]>::trim_ascii) {
+        if pair.is_empty() || ours(pair) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
     if kept.is_empty() {
         return Some(None);
     }
-    Some(HeaderValue::from_str(&kept.join("; ")).ok())
+    Some(HeaderValue::from_bytes(&kept).ok())
 }
 
 /// Whether the Authorization header carried the credential this request was identified by
@@ -1030,5 +1038,20 @@ mod tests {
         assert_eq!(strip_our_cookies(&only, "_gatehouse"), Some(None));
         let none = HeaderValue::from_static("a=1");
         assert_eq!(strip_our_cookies(&none, "_gatehouse"), None);
+        // A neighbour with raw UTF-8 (as browsers send it) does not hide ours.
+        let utf8 = HeaderValue::from_bytes("pref=café; _gatehouse=xyz".as_bytes()).unwrap();
+        assert_eq!(
+            strip_our_cookies(&utf8, "_gatehouse"),
+            Some(Some(
+                HeaderValue::from_bytes("pref=café".as_bytes()).unwrap()
+            ))
+        );
+        let padded = HeaderValue::from_static("a=1;  _gatehouse =xyz ;");
+        assert_eq!(
+            strip_our_cookies(&padded, "_gatehouse"),
+            Some(Some(HeaderValue::from_static("a=1")))
+        );
+        let trailing = HeaderValue::from_static("_gatehouse=xyz;");
+        assert_eq!(strip_our_cookies(&trailing, "_gatehouse"), Some(None));
     }
 }
