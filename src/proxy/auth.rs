@@ -784,12 +784,22 @@ async fn read_small_body(session: &mut Session, limit: usize) -> Option<Vec<u8>>
 // === helpers ===
 
 /// Whether a programmatic login may send its token to `target`: loopback, or a host on
-/// `programmatic_redirect_domain_whitelist`.
+/// `programmatic_redirect_domain_whitelist`. Only printable ASCII without `\` and without
+/// user info: there browsers (WHATWG) and RFC 3986 clients read the same host
+/// (`http://127.0.0.1\@evil.example/` is loopback to one and evil.example to the other).
 pub(super) fn programmatic_target_allowed(target: &str, whitelist: &[String]) -> bool {
+    if !target.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
+        return false;
+    }
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
-    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() {
+    let after_scheme = target.find("://").map_or(target, |i| &target[i + 3..]);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    if !matches!(url.scheme(), "http" | "https") || authority.contains('@') {
         return false;
     }
     match url.host() {
@@ -1021,6 +1031,10 @@ mod tests {
             "http://127.0.0.1.evil.example/",
             "javascript:alert(1)",
             "http://user@127.0.0.1/",
+            "http://:pw@127.0.0.1/",
+            "http://@127.0.0.1/",
+            "http://127.0.0.1\\@evil.example/",
+            "http://loc\talhost/",
             "//127.0.0.1/",
         ] {
             assert!(!programmatic_target_allowed(bad, &config), "{bad}");
