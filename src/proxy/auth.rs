@@ -825,12 +825,23 @@ pub(super) fn split_origin(url: &str) -> (&str, &str) {
 }
 
 /// A same-origin path to redirect to; anything that a browser could read as another host
-/// (`//evil`, `/\evil`, control characters) becomes `/`.
+/// (`//evil`, `/\evil`, control characters), also after one more percent-decoding by
+/// whatever reads the path next (`/%2F/evil`, `/%09/evil`), becomes `/`. Canonical paths
+/// never carry those encodings, so no legitimate return path loses anything.
 pub(super) fn safe_path(path: &str) -> String {
+    let path_part = path.split(['?', '#']).next().unwrap_or_default();
+    let encoded_bad = path_part.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .is_some_and(|b| b < 0x20 || b == 0x7f || b == b'/' || b == b'\\')
+    });
     let bad = !path.starts_with('/')
         || path.starts_with("//")
         || path.starts_with("/\\")
-        || path.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\');
+        || path.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\')
+        || encoded_bad;
     if bad {
         "/".to_owned()
     } else {
@@ -996,12 +1007,17 @@ mod tests {
             "/\\evil.com",
             "/\t/evil.com",
             "/\n/evil.com",
+            "/%09/evil.com",
+            "/%0a/evil.com",
+            "/%2F/evil.com",
+            "/%5cevil.com",
             "evil",
             "",
         ] {
             assert_eq!(safe_path(bad), "/", "{bad:?}");
         }
         assert_eq!(safe_path("/app/x?y=1"), "/app/x?y=1");
+        assert_eq!(safe_path("/app?next=%2F%2Fx"), "/app?next=%2F%2Fx");
     }
 
     #[test]
