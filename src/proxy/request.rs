@@ -163,7 +163,7 @@ fn parse_authority(authority: &str, default_port: u16) -> Result<Authority<'_>, 
             && host
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-        if !valid {
+        if !valid || reads_as_other_ipv4(host) {
             return Err(bad);
         }
         (host, port)
@@ -173,6 +173,18 @@ fn parse_authority(authority: &str, default_port: u16) -> Result<Authority<'_>, 
         None => default_port,
     };
     Ok(Authority { host, port })
+}
+
+/// URL parsers (WHATWG, so browsers) read a host whose last label is a number as an IPv4
+/// address: `0x7f.1` is 127.0.0.1, `010.0.0.1` is 8.0.0.1 and `a1.1` is no host. Only the
+/// dotted-decimal form means the same everywhere.
+fn reads_as_other_ipv4(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let number = match last.strip_prefix("0x").or_else(|| last.strip_prefix("0X")) {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
+    };
+    number && host.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 #[cfg(test)]
@@ -196,6 +208,10 @@ mod tests {
         assert_eq!(inspect(&r, 80).unwrap().0.host, "::1");
         let r = req("/x", &[("host", "a.example.com.")]);
         assert_eq!(inspect(&r, 80).unwrap().0.host, "a.example.com");
+        let r = req("/x", &[("host", "10.0.0.1:8080")]);
+        assert_eq!(inspect(&r, 80).unwrap().0.host, "10.0.0.1");
+        let r = req("/x", &[("host", "app.1x.example")]);
+        assert_eq!(inspect(&r, 80).unwrap().0.host, "app.1x.example");
     }
 
     #[test]
@@ -229,6 +245,10 @@ mod tests {
             "[a:b.example.com]",
             "[::1",
             "[::1]x",
+            "a1.1",
+            "0x7f.1",
+            "010.0.0.1",
+            "1.2.3.4.5",
         ] {
             let r = req("/", &[("host", host)]);
             assert_eq!(
