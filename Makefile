@@ -58,12 +58,20 @@ check-config: ## Run `gatehouse check` on every shipped config (and so every shi
 	$(CARGO) build --bin gatehouse
 	@for f in $(CONFIGS); do $(BIN_DEBUG) check -c $$f || exit 1; done
 
-TARGET ?= policy_parse
+FUZZ_TARGETS := policy_parse config_parse path_canonicalize ticket_open request_headers redirect_target
+TARGET ?= $(FUZZ_TARGETS)
 SECONDS ?= 60
-fuzz: ## libFuzzer run (nightly + cargo-fuzz): make fuzz TARGET=policy_parse|config_parse|path_canonicalize|ticket_open SECONDS=60
+FUZZ_FOUND ?= /tmp/gatehouse-fuzz-found
+
+fuzz: ## libFuzzer (nightly + cargo-fuzz), every target in turn: make fuzz [SECONDS=60] [TARGET=request_headers]
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	mkdir -p /tmp/gatehouse-fuzz-found
-	cd fuzz && cargo +nightly fuzz run $(TARGET) /tmp/gatehouse-fuzz-found corpus/$(TARGET) seeds/$(TARGET) -- -max_total_time=$(SECONDS)
+	@set -e; for t in $(TARGET); do \
+		mkdir -p $(FUZZ_FOUND)/$$t; \
+		dirs="corpus/$$t seeds/$$t"; \
+		if [ -d fuzz/regressions/$$t ]; then dirs="$$dirs regressions/$$t"; fi; \
+		echo "== fuzz $$t for $(SECONDS)s; new inputs go to $(FUZZ_FOUND)/$$t"; \
+		(cd fuzz && cargo +nightly fuzz run $$t $(FUZZ_FOUND)/$$t $$dirs -- -max_total_time=$(SECONDS)); \
+	done
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -3,6 +3,8 @@
 
 mod auth;
 mod ctx;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod request;
 mod respond;

@@ -40,6 +40,16 @@ fn ticket_open_corpus() {
     replay("ticket_open", checks::ticket_open);
 }
 
+#[test]
+fn request_headers_corpus() {
+    replay("request_headers", checks::request_headers);
+}
+
+#[test]
+fn redirect_target_corpus() {
+    replay("redirect_target", checks::redirect_target);
+}
+
 /// The sealed seeds still open: if the key derivation or format changes, the ticket corpus
 /// would silently become junk that only exercises the rejection path. Regenerate them with
 /// `cargo test --test fuzz_corpus -- --ignored write_ticket_seeds`.

@@ -133,17 +133,22 @@ pub(super) async fn identify(
     }
 }
 
-/// Every value of cookie `name` in the request's Cookie headers.
+/// Every value of cookie `name` in the request's Cookie headers. Read byte-wise: another
+/// cookie with non-ASCII bytes (browsers send UTF-8 raw) must not hide ours.
 fn cookie_values<'a>(req: &'a RequestHeader, name: &'a str) -> impl Iterator<Item = &'a str> {
     req.headers
         .get_all(header::COOKIE)
         .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v.trim_matches('"'))
-        })
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(move |pair| cookie_value(pair, name))
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .map(|v| v.trim_matches('"'))
+}
+
+/// The value of a `name=value` cookie pair if it is cookie `name` (spaces around ignored).
+fn cookie_value<'a>(pair: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
 }
 
 /// The token of `Authorization: Bearer …`.
@@ -153,27 +158,30 @@ fn bearer_token(req: &RequestHeader) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The Cookie header without our cookies (None: nothing of ours was in it).
+/// The Cookie header without our cookies (None: nothing of ours was in it; Some(None):
+/// nothing else was). Byte-wise, like `cookie_values`: whatever we would read is removed.
 pub(super) fn strip_our_cookies(value: &HeaderValue, name: &str) -> Option<Option<HeaderValue>> {
-    let text = value.to_str().ok()?;
     let login = format!("{name}{LOGIN_COOKIE_SUFFIX}");
-    let ours = |pair: &str| {
-        pair.trim()
-            .split_once('=')
-            .is_some_and(|(k, _)| k == name || k == login)
-    };
-    if !text.split(';').any(ours) {
+    let ours =
+        |pair: &[u8]| cookie_value(pair, name).is_some() || cookie_value(pair, &login).is_some();
+    let pairs = value.as_bytes().split(|&b| b == b';');
+    if !pairs.clone().any(ours) {
         return None;
     }
-    let kept: Vec<&str> = text
-        .split(';')
-        .filter(|p| !ours(p))
-        .map(str::trim)
-        .collect();
+    let mut kept = Vec::with_capacity(value.len());
+    for pair in pairs.map(<[u8]>::trim_ascii) {
+        if pair.is_empty() || ours(pair) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
     if kept.is_empty() {
         return Some(None);
     }
-    Some(HeaderValue::from_str(&kept.join("; ")).ok())
+    Some(HeaderValue::from_bytes(&kept).ok())
 }
 
 /// Whether the Authorization header carried the credential this request was identified by
@@ -780,12 +788,22 @@ async fn read_small_body(session: &mut Session, limit: usize) -> Option<Vec<u8>>
 // === helpers ===
 
 /// Whether a programmatic login may send its token to `target`: loopback, or a host on
-/// `programmatic_redirect_domain_whitelist`.
-fn programmatic_target_allowed(target: &str, whitelist: &[String]) -> bool {
+/// `programmatic_redirect_domain_whitelist`. Only printable ASCII without `\` and without
+/// user info: there browsers (WHATWG) and RFC 3986 clients read the same host
+/// (`http://127.0.0.1\@evil.example/` is loopback to one and evil.example to the other).
+pub(super) fn programmatic_target_allowed(target: &str, whitelist: &[String]) -> bool {
+    if !target.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
+        return false;
+    }
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
-    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() {
+    let after_scheme = target.find("://").map_or(target, |i| &target[i + 3..]);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    if !matches!(url.scheme(), "http" | "https") || authority.contains('@') {
         return false;
     }
     match url.host() {
@@ -802,7 +820,7 @@ fn programmatic_target_allowed(target: &str, whitelist: &[String]) -> bool {
 }
 
 /// `(origin, path-and-query)` of an absolute URL we built.
-fn split_origin(url: &str) -> (&str, &str) {
+pub(super) fn split_origin(url: &str) -> (&str, &str) {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     match url[after_scheme..].find('/') {
         Some(i) => url.split_at(after_scheme + i),
@@ -811,12 +829,23 @@ fn split_origin(url: &str) -> (&str, &str) {
 }
 
 /// A same-origin path to redirect to; anything that a browser could read as another host
-/// (`//evil`, `/\evil`, control characters) becomes `/`.
+/// (`//evil`, `/\evil`, control characters), also after one more percent-decoding by
+/// whatever reads the path next (`/%2F/evil`, `/%09/evil`), becomes `/`. Canonical paths
+/// never carry those encodings, so no legitimate return path loses anything.
 pub(super) fn safe_path(path: &str) -> String {
+    let path_part = path.split(['?', '#']).next().unwrap_or_default();
+    let encoded_bad = path_part.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .is_some_and(|b| b < 0x20 || b == 0x7f || b == b'/' || b == b'\\')
+    });
     let bad = !path.starts_with('/')
         || path.starts_with("//")
         || path.starts_with("/\\")
-        || path.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\');
+        || path.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\')
+        || encoded_bad;
     if bad {
         "/".to_owned()
     } else {
@@ -982,12 +1011,17 @@ mod tests {
             "/\\evil.com",
             "/\t/evil.com",
             "/\n/evil.com",
+            "/%09/evil.com",
+            "/%0a/evil.com",
+            "/%2F/evil.com",
+            "/%5cevil.com",
             "evil",
             "",
         ] {
             assert_eq!(safe_path(bad), "/", "{bad:?}");
         }
         assert_eq!(safe_path("/app/x?y=1"), "/app/x?y=1");
+        assert_eq!(safe_path("/app?next=%2F%2Fx"), "/app?next=%2F%2Fx");
     }
 
     #[test]
@@ -1017,6 +1051,10 @@ mod tests {
             "http://127.0.0.1.evil.example/",
             "javascript:alert(1)",
             "http://user@127.0.0.1/",
+            "http://:pw@127.0.0.1/",
+            "http://@127.0.0.1/",
+            "http://127.0.0.1\\@evil.example/",
+            "http://loc\talhost/",
             "//127.0.0.1/",
         ] {
             assert!(!programmatic_target_allowed(bad, &config), "{bad}");
@@ -1034,5 +1072,20 @@ mod tests {
         assert_eq!(strip_our_cookies(&only, "_gatehouse"), Some(None));
         let none = HeaderValue::from_static("a=1");
         assert_eq!(strip_our_cookies(&none, "_gatehouse"), None);
+        // A neighbour with raw UTF-8 (as browsers send it) does not hide ours.
+        let utf8 = HeaderValue::from_bytes("pref=café; _gatehouse=xyz".as_bytes()).unwrap();
+        assert_eq!(
+            strip_our_cookies(&utf8, "_gatehouse"),
+            Some(Some(
+                HeaderValue::from_bytes("pref=café".as_bytes()).unwrap()
+            ))
+        );
+        let padded = HeaderValue::from_static("a=1;  _gatehouse =xyz ;");
+        assert_eq!(
+            strip_our_cookies(&padded, "_gatehouse"),
+            Some(Some(HeaderValue::from_static("a=1")))
+        );
+        let trailing = HeaderValue::from_static("_gatehouse=xyz;");
+        assert_eq!(strip_our_cookies(&trailing, "_gatehouse"), Some(None));
     }
 }

@@ -42,29 +42,21 @@ fn asserts_identity(name: &str) -> bool {
 }
 
 /// Client-sent headers that describe the connection or the original request: believed
-/// only from trusted proxies. (`X-Request-Id` is not listed: the upstream request always
-/// gets gatehouse's own value.)
+/// only from trusted proxies. `X-Forwarded-*` and `X-Original-*` are families (`-Ssl`,
+/// `-Scheme`, `-Client-Cert`, … are read by frameworks too). (`X-Request-Id` is not listed:
+/// the upstream request always gets gatehouse's own value.)
 fn describes_forwarding(name: &str) -> bool {
-    matches!(
-        name,
-        "x-forwarded-for"
-            | "x-forwarded-proto"
-            | "x-forwarded-host"
-            | "x-forwarded-port"
-            | "x-forwarded-prefix"
-            | "x-forwarded-uri"
-            | "x-forwarded-server"
-            | "x-real-ip"
-            | "forwarded"
-            | "x-original-uri"
-            | "x-original-url"
-            | "x-original-host"
-            | "x-original-method"
-            | "x-rewrite-url"
-            | "x-client-ip"
-            | "true-client-ip"
-            | "x-cluster-client-ip"
-    )
+    name.starts_with("x-forwarded-")
+        || name.starts_with("x-original-")
+        || matches!(
+            name,
+            "x-real-ip"
+                | "forwarded"
+                | "x-rewrite-url"
+                | "x-client-ip"
+                | "true-client-ip"
+                | "x-cluster-client-ip"
+        )
 }
 
 /// Removes identity headers always, and forwarding headers unless the peer is trusted.

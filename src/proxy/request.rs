@@ -140,35 +140,51 @@ fn check_framing(req: &RequestHeader) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Splits `host[:port]` (IPv6 in brackets), dropping a trailing dot.
+/// Splits `host[:port]`, dropping a trailing dot. A `:` belongs only in a bracketed IPv6
+/// address: `a:b.example.com:80` or a bare `::1` would be routed on a host that upstreams
+/// (and URLs built from it) read differently.
 fn parse_authority(authority: &str, default_port: u16) -> Result<Authority<'_>, Rejection> {
     let bad = Rejection::Bad("invalid-host");
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let end = rest.find(']').ok_or(bad)?;
         let host = &rest[..end];
+        host.parse::<std::net::Ipv6Addr>().map_err(|_| bad)?;
         match &rest[end + 1..] {
             "" => (host, None),
             p => (host, Some(p.strip_prefix(':').ok_or(bad)?)),
         }
     } else {
-        match authority.rsplit_once(':') {
+        let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
+        };
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let valid = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !valid || reads_as_other_ipv4(host) {
+            return Err(bad);
         }
+        (host, port)
     };
     let port = match port {
         Some(p) => p.parse::<u16>().map_err(|_| bad)?,
         None => default_port,
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let valid = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'_'));
-    if !valid {
-        return Err(bad);
-    }
     Ok(Authority { host, port })
+}
+
+/// URL parsers (WHATWG, so browsers) read a host whose last label is a number as an IPv4
+/// address: `0x7f.1` is 127.0.0.1, `010.0.0.1` is 8.0.0.1 and `a1.1` is no host. Only the
+/// dotted-decimal form means the same everywhere.
+fn reads_as_other_ipv4(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let number = match last.strip_prefix("0x").or_else(|| last.strip_prefix("0X")) {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
+    };
+    number && host.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 #[cfg(test)]
@@ -192,6 +208,10 @@ mod tests {
         assert_eq!(inspect(&r, 80).unwrap().0.host, "::1");
         let r = req("/x", &[("host", "a.example.com.")]);
         assert_eq!(inspect(&r, 80).unwrap().0.host, "a.example.com");
+        let r = req("/x", &[("host", "10.0.0.1:8080")]);
+        assert_eq!(inspect(&r, 80).unwrap().0.host, "10.0.0.1");
+        let r = req("/x", &[("host", "app.1x.example")]);
+        assert_eq!(inspect(&r, 80).unwrap().0.host, "app.1x.example");
     }
 
     #[test]
@@ -219,6 +239,24 @@ mod tests {
         assert_eq!(inspect(&abs, 80).unwrap_err().status(), 400);
         let no_host = req("/", &[]);
         assert_eq!(inspect(&no_host, 80).unwrap_err().status(), 400);
+        for host in [
+            "a:b.example.com:80",
+            "::1",
+            "[a:b.example.com]",
+            "[::1",
+            "[::1]x",
+            "a1.1",
+            "0x7f.1",
+            "010.0.0.1",
+            "1.2.3.4.5",
+        ] {
+            let r = req("/", &[("host", host)]);
+            assert_eq!(
+                inspect(&r, 80).unwrap_err(),
+                Rejection::Bad("invalid-host"),
+                "{host}"
+            );
+        }
     }
 
     #[test]
