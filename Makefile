@@ -6,7 +6,7 @@ BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/gatehouse
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/gatehouse
 CONFIGS := $(wildcard config/*.yaml)
 
-.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-dataplane loadtest fuzz clean
+.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-dataplane loadtest faults zero-downtime soak fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,17 @@ bench-dataplane: release ## wrk: gatehouse public route vs nginx plain proxy (in
 DURATION ?= 20s
 loadtest: release ## k6 against the demo stack: API load (cookie, bearer), login flow, route mix, sign-out storm; DURATION=20s each
 	GATEHOUSE_BIN=$(BIN_RELEASE) DURATION=$(DURATION) loadtest/k6/run.sh
+
+faults: deps ## The fault tests (part of make test) with their measured FAULT lines printed
+	set -o pipefail; $(CARGO) test --test faults -- --nocapture --test-threads=2 2>&1 | grep -E '^(FAULT|      |test |test result)'
+
+zero-downtime: deps ## Reloads, binary upgrade and SIGTERM drain under load (part of make test), figures printed
+	set -o pipefail; $(CARGO) test --test lifecycle -- --nocapture --test-threads=2 2>&1 | grep -E '^(ZERO-DOWNTIME|test |test result)'
+
+SOAK_SECONDS ?= 1800
+soak: release ## Soak at half the measured max rate through an authenticated route (SOAK_SECONDS=1800); RSS growth < 5%, no errors
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; $$sudo apt-get install -y -qq nginx-light wrk; }
+	PATH="$$(dirname "$$(loadtest/k6/install.sh)"):$$PATH" SOAK_SECONDS=$(SOAK_SECONDS) GATEHOUSE_BIN=$(BIN_RELEASE) scripts/soak.sh
 
 check-config: ## Run `gatehouse check` on every shipped config (and so every shipped policy)
 	@scripts/example-certs.sh

@@ -11,7 +11,7 @@ pub mod store;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -129,6 +129,10 @@ pub struct Sessions {
     store: Arc<dyn SessionStore>,
     cache: Cache<SessionId, Arc<Loaded>>,
     subscribed: AtomicBool,
+    /// Cached sessions loaded before this point (nanoseconds after `created`) may have
+    /// missed an invalidation: they are re-read, and serve only while the store cannot answer.
+    missed_before_ns: AtomicU64,
+    created: Instant,
 }
 
 // === impl Ticket ===
@@ -272,6 +276,8 @@ impl Sessions {
     pub fn new(store: Arc<dyn SessionStore>, capacity: u64) -> Arc<Sessions> {
         Arc::new(Sessions {
             subscribed: AtomicBool::new(store.kind() == "memory"),
+            missed_before_ns: AtomicU64::new(0),
+            created: Instant::now(),
             store,
             cache: Cache::builder()
                 .max_capacity(capacity)
@@ -287,7 +293,8 @@ impl Sessions {
 
     /// Follows invalidations from every instance, dropping cached copies at once. While the
     /// subscription is down, cached sessions are re-read after [`UNSUBSCRIBED_TTL`]; when it
-    /// comes back, everything cached is dropped (events may have been missed).
+    /// comes back, everything cached is re-read (events may have been missed), but kept as
+    /// the fallback in case the store cannot answer yet.
     pub fn listen(self: &Arc<Self>) {
         let mut events = self.store.subscribe();
         let me = Arc::downgrade(self);
@@ -301,11 +308,11 @@ impl Sessions {
                         sessions.subscribed.store(false, Ordering::Relaxed);
                     }
                     Ok(StoreEvent::SubscriptionUp) => {
-                        sessions.cache.invalidate_all();
-                        sessions.subscribed.store(true, Ordering::Relaxed);
+                        sessions.mark_all_stale();
+                        sessions.subscribed.store(true, Ordering::Release);
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        sessions.cache.invalidate_all();
+                        sessions.mark_all_stale();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -328,7 +335,11 @@ impl Sessions {
                     self.cache.insert(ticket.id, Arc::clone(&loaded));
                     Lookup::Found(loaded)
                 }
-                _ => Lookup::Missing,
+                // Never a fallback for a later outage.
+                _ => {
+                    self.cache.invalidate(&ticket.id);
+                    Lookup::Missing
+                }
             },
             Ok(None) => {
                 self.cache.invalidate(&ticket.id);
@@ -348,8 +359,11 @@ impl Sessions {
     /// [`Sessions::load`].
     pub fn load_cached(&self, ticket: &Ticket, now: SystemTime) -> Option<Lookup> {
         let loaded = self.cache.get(&ticket.id).filter(|l| l.opened_by(ticket))?;
-        let fresh = self.subscribed.load(Ordering::Relaxed)
-            || loaded.loaded_at.elapsed() < UNSUBSCRIBED_TTL;
+        let missed_before =
+            self.created + Duration::from_nanos(self.missed_before_ns.load(Ordering::Acquire));
+        let fresh = loaded.loaded_at > missed_before
+            && (self.subscribed.load(Ordering::Acquire)
+                || loaded.loaded_at.elapsed() < UNSUBSCRIBED_TTL);
         if !fresh {
             return None;
         }
@@ -358,6 +372,12 @@ impl Sessions {
         } else {
             Lookup::Missing
         })
+    }
+
+    /// Makes every session cached until now be re-read before it is served again.
+    fn mark_all_stale(&self) {
+        let now = u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.missed_before_ns.fetch_max(now, Ordering::AcqRel);
     }
 
     /// Stores a new session and returns its ticket (a fresh id every time).
@@ -422,3 +442,6 @@ fn public_sid(id: &SessionId) -> String {
 pub fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests;

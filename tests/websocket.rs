@@ -6,16 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use support::{public_route, upstream::header_values, Gatehouse, Upstream};
-use tokio::net::TcpStream;
-use tokio_tungstenite::{
-    client_async,
-    tungstenite::{client::IntoClientRequest, Message},
-    MaybeTlsStream, WebSocketStream,
+use support::{
+    public_route,
+    upstream::header_values,
+    ws::{connect, echo_once},
+    Gatehouse, Upstream,
 };
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use tokio_tungstenite::tungstenite::Message;
 
 async fn start(up: &Upstream, extra: &str) -> Gatehouse {
     let cfg = format!(
@@ -23,27 +20,6 @@ async fn start(up: &Upstream, extra: &str) -> Gatehouse {
         public_route("http://app.test", "", &up.url(), extra)
     );
     Gatehouse::plain(&cfg).await
-}
-
-async fn connect(gh: &Gatehouse, path: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let req = gh
-        .host_url("ws", "app.test", path)
-        .into_client_request()
-        .unwrap();
-    let tcp = TcpStream::connect(gh.addr).await.unwrap();
-    client_async(req, MaybeTlsStream::Plain(tcp))
-        .await
-        .map(|(ws, _)| ws)
-}
-
-async fn echo_once(ws: &mut Ws, msg: Message) {
-    ws.send(msg.clone()).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("echo within 5 s")
-        .expect("stream open")
-        .expect("frame");
-    assert_eq!(got, msg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

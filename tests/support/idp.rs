@@ -10,6 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// How long a starting IdP may take to print its ready line.
+const READY_WITHIN: Duration = Duration::from_secs(20);
+/// How often a silent IdP is started again.
+const START_ATTEMPTS: u32 = 3;
+
 /// A running OP, stopped on drop.
 pub struct Idp {
     pub issuer: String,
@@ -91,37 +96,65 @@ impl Idp {
         Self::spawn(&args, dir)
     }
 
+    /// Starts node with `args` and waits for its ready line. A node process that neither
+    /// prints it nor exits within [`READY_WITHIN`] (seen under heavy load: stuck before it
+    /// listens) is killed and started again, at most [`START_ATTEMPTS`] times.
     fn spawn(args: &[String], dir: tempfile::TempDir) -> Idp {
-        let log = std::fs::File::create(dir.path().join("idp.log")).expect("idp log");
-        let mut child = Command::new("node")
-            .args(args)
-            .current_dir(repo())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn node (is Node.js installed?)");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut reader = BufReader::new(stdout);
-        // The ready line is the first line on stdout.
-        while line.is_empty() && Instant::now() < deadline {
-            if reader.read_line(&mut line).expect("read idp stdout") == 0 {
-                let log = std::fs::read_to_string(dir.path().join("idp.log")).unwrap_or_default();
-                panic!("the IdP exited before it was ready:\n{log}");
-            }
+        for attempt in 1..=START_ATTEMPTS {
+            let log = std::fs::File::create(dir.path().join("idp.log")).expect("idp log");
+            let mut child = Command::new("node")
+                .args(args)
+                .current_dir(repo())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .expect("spawn node (is Node.js installed?)");
+            let stdout = child.stdout.take().expect("stdout");
+            // The ready line is the first line on stdout; read on a thread so that a silent
+            // process cannot block the test. The thread then keeps draining stdout, so the
+            // IdP never blocks on a full pipe.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                let read = reader.read_line(&mut line).map(|n| (n, line));
+                if tx.send(read).is_ok() {
+                    for _ in reader.lines() {}
+                }
+            });
+            let log = || std::fs::read_to_string(dir.path().join("idp.log")).unwrap_or_default();
+            let line = match rx.recv_timeout(READY_WITHIN) {
+                Ok(Ok((n, line))) if n > 0 => line,
+                Ok(_) => panic!("the IdP exited before it was ready:\n{}", log()),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    eprintln!("the IdP printed nothing in {READY_WITHIN:?} (attempt {attempt}); starting it again\n{}", log());
+                    continue;
+                }
+            };
+            let ready: serde_json::Value = serde_json::from_str(line.trim())
+                .unwrap_or_else(|e| panic!("IdP ready line {line:?}: {e}"));
+            let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
+            return Idp {
+                issuer,
+                child,
+                _dir: dir,
+            };
         }
-        let ready: serde_json::Value = serde_json::from_str(line.trim())
-            .unwrap_or_else(|e| panic!("IdP ready line {line:?}: {e}"));
-        let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
-        // Keep draining stdout so the IdP never blocks on a full pipe.
-        std::thread::spawn(move || for _ in reader.lines() {});
-        Idp {
-            issuer,
-            child,
-            _dir: dir,
-        }
+        panic!("the IdP did not start in {START_ATTEMPTS} attempts");
+    }
+
+    /// Sends a signal (`STOP` freezes it: connections open, nothing answers; `CONT` thaws).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} (IdP) failed");
     }
 
     /// The IdP's log so far.

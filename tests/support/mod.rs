@@ -10,9 +10,12 @@
 )]
 
 pub mod idp;
+pub mod load;
 pub mod raw;
+pub mod tcp_proxy;
 pub mod tls;
 pub mod upstream;
+pub mod ws;
 
 use std::{
     fs,

@@ -8,6 +8,9 @@
 //! - `/hop` → the echo, plus `Connection: X-Up-Private`, `X-Up-Private: 1`, `Keep-Alive`.
 //! - anything with `Upgrade: websocket` → 101 and a frame echo.
 //! - anything else → the JSON echo. A `delay_ms=N` query parameter (or `set_delay`) delays it.
+//!
+//! `set_fault` makes every request after it fail in one way (refused, reset, hanging, cut
+//! off mid-body) until cleared.
 
 use std::{
     io,
@@ -24,7 +27,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
+    sync::watch,
     task::JoinHandle,
 };
 use tokio_tungstenite::{
@@ -44,8 +48,26 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// How the upstream fails while a fault is set (`/health` keeps answering unless refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Not listening: new connections are refused, kept-alive ones are closed at their next
+    /// request without an answer.
+    Refuse,
+    /// Half a response head, then a TCP reset.
+    Reset,
+    /// The request is read and not answered until the fault is cleared.
+    Hang,
+    /// A complete head announcing 64 KiB (Content-Length), 1,000 bytes of body, then the
+    /// connection closes.
+    CloseMidBody,
+    /// A chunked 200 with one 1,000-byte chunk, then the connection closes (no last chunk).
+    CloseMidChunked,
+}
+
 struct State {
     name: String,
+    fault: watch::Sender<Option<Fault>>,
     healthy: AtomicBool,
     delay_ms: AtomicU64,
     hits: AtomicUsize,
@@ -57,9 +79,9 @@ struct State {
 /// A running echo upstream; stops on drop.
 pub struct Upstream {
     pub addr: SocketAddr,
-    tls: bool,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<State>,
-    task: JoinHandle<()>,
+    task: Mutex<JoinHandle<()>>,
 }
 
 impl Upstream {
@@ -80,6 +102,7 @@ impl Upstream {
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State {
             name: name.to_string(),
+            fault: watch::Sender::new(None),
             healthy: AtomicBool::new(true),
             delay_ms: AtomicU64::new(0),
             hits: AtomicUsize::new(0),
@@ -87,34 +110,12 @@ impl Upstream {
             health_checks: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
         });
-        let is_tls = tls.is_some();
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    match tls {
-                        Some(acc) => {
-                            if let Ok(s) = acc.accept(sock).await {
-                                let _ = serve(s, st).await;
-                            }
-                        }
-                        None => {
-                            let _ = serve(sock, st).await;
-                        }
-                    }
-                });
-            }
-        });
+        let task = accept_loop(listener, state.clone(), tls.clone());
         Upstream {
             addr,
-            tls: is_tls,
+            tls,
             state,
-            task,
+            task: Mutex::new(task),
         }
     }
 
@@ -122,7 +123,7 @@ impl Upstream {
     pub fn url(&self) -> String {
         format!(
             "{}://{}",
-            if self.tls { "https" } else { "http" },
+            if self.tls.is_some() { "https" } else { "http" },
             self.addr
         )
     }
@@ -141,6 +142,35 @@ impl Upstream {
         self.state
             .delay_ms
             .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes every later request fail as `fault` says (`None`: answer normally again). For
+    /// [`Fault::Refuse`] this returns once connections are refused; clearing it listens again
+    /// on the same address.
+    pub async fn set_fault(&self, fault: Option<Fault>) {
+        let before = self.state.fault.send_replace(fault);
+        if fault == Some(Fault::Refuse) && before != fault {
+            self.task.lock().unwrap().abort();
+            let refused = super::poll_until(Duration::from_secs(5), || async {
+                TcpStream::connect(self.addr).await.is_err().then_some(())
+            })
+            .await;
+            assert!(refused.is_some(), "upstream {} still accepts", self.name());
+        } else if before == Some(Fault::Refuse) && fault != before {
+            let listener = super::poll_until(Duration::from_secs(5), || async {
+                TcpListener::bind(self.addr).await.ok()
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "upstream {}: cannot listen on {} again",
+                    self.name(),
+                    self.addr
+                )
+            });
+            *self.task.lock().unwrap() =
+                accept_loop(listener, self.state.clone(), self.tls.clone());
+        }
     }
 
     /// Requests received, `/health` excluded.
@@ -173,7 +203,55 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.task.abort();
+        self.task.lock().unwrap().abort();
+        // Hanging requests are released.
+        self.state.fault.send_replace(None);
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    st: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let st = st.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    Some(acc) => {
+                        if let Ok(s) = acc.accept(sock).await {
+                            let _ = serve(s, st).await;
+                        }
+                    }
+                    None => {
+                        let _ = serve(sock, st).await;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Streams that can be closed with a TCP reset instead of a FIN.
+trait Resettable {
+    /// Makes the coming close a reset (SO_LINGER 0).
+    fn reset_on_close(&self);
+}
+
+impl Resettable for TcpStream {
+    fn reset_on_close(&self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Resettable for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset_on_close(&self) {
+        self.get_ref().0.reset_on_close();
     }
 }
 
@@ -201,7 +279,7 @@ pub fn header_value(req: &Value, name: &str) -> Option<String> {
 
 async fn serve<S>(stream: S, st: Arc<State>) -> io::Result<()>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Resettable + Unpin + Send + 'static,
 {
     let mut rd = BufReader::new(stream);
     loop {
@@ -238,6 +316,9 @@ where
         let version = parts.next().unwrap_or_default().to_string();
 
         if target == "/health" {
+            if *st.fault.borrow() == Some(Fault::Refuse) {
+                return Ok(());
+            }
             st.health_checks.fetch_add(1, Ordering::SeqCst);
             let (code, text) = if st.healthy.load(Ordering::SeqCst) {
                 (200, "OK")
@@ -250,6 +331,16 @@ where
         }
 
         let (body_len, body_sha) = read_body(&mut rd, &get).await?;
+        let fault = *st.fault.borrow();
+        match fault {
+            None => {}
+            Some(Fault::Hang) => {
+                // Answered (late) once the fault is cleared, as a backend that comes back.
+                let mut changes = st.fault.subscribe();
+                let _ = changes.wait_for(|f| *f != Some(Fault::Hang)).await;
+            }
+            Some(fault) => return fail(rd.get_mut(), fault).await,
+        }
         st.hits.fetch_add(1, Ordering::SeqCst);
         let record = json!({
             "name": st.name,
@@ -326,6 +417,33 @@ where
             return Ok(());
         }
     }
+}
+
+/// Answers a request the way `fault` says; the connection is closed afterwards.
+async fn fail<S>(w: &mut S, fault: Fault) -> io::Result<()>
+where
+    S: AsyncWrite + Resettable + Unpin,
+{
+    match fault {
+        Fault::Refuse | Fault::Hang => {}
+        Fault::Reset => {
+            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Ty").await?;
+            w.flush().await?;
+            w.reset_on_close();
+        }
+        Fault::CloseMidBody => {
+            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 65536\r\n\r\n").await?;
+            w.write_all(&pattern(1000)).await?;
+            w.flush().await?;
+        }
+        Fault::CloseMidChunked => {
+            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n").await?;
+            w.write_all(&pattern(1000)).await?;
+            w.write_all(b"\r\n").await?;
+            w.flush().await?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads the request body framed by Content-Length or chunked; returns its length and hash.

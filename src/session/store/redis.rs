@@ -191,7 +191,14 @@ impl SessionStore for RedisStore {
         self.link
             .run(|mut conn| {
                 let command = &command;
-                async move { command.query_async(&mut conn).await }
+                async move {
+                    match command.query_async(&mut conn).await {
+                        // The key holds another type: whatever it is, it is no record. As an
+                        // error it would answer this session with 503 until the key expires.
+                        Err(error) if error.code() == Some("WRONGTYPE") => Ok(None),
+                        answer => answer,
+                    }
+                }
             })
             .await
     }

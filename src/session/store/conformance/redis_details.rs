@@ -56,6 +56,28 @@ async fn key_layout_and_code_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_key_of_another_type_reads_as_absent() {
+    let server = RedisServer::start().await;
+    let store = open(&server.url(), StoreOptions::default()).unwrap();
+    let id = random_id();
+    let key = format!("gatehouse:s:{}", hex::encode(id));
+    server
+        .command(&[b"HSET", key.as_bytes(), b"field", b"value"])
+        .await;
+    poll_ok(&store, Duration::from_secs(5)).await;
+    assert_eq!(store.get(&id).await, Ok(None));
+    // The store stays usable, and a new record replaces the foreign value.
+    store
+        .put(&id, b"record", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&id).await.unwrap().as_deref(),
+        Some(&b"record"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_ignored_and_hex_accepted() {
     let server = RedisServer::start().await;
     let store = open(&server.url(), StoreOptions::default()).unwrap();
