@@ -192,9 +192,9 @@ def redis_info(port, section) -> dict:
     return info
 
 
-def cpu_seconds(pgid) -> float:
-    """User + system CPU time of every process in process group `pgid`."""
-    ticks = 0
+def group_stats(pgid) -> list[list[str]]:
+    """The /proc/PID/stat fields (after the command name) of every process in group `pgid`."""
+    stats = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -203,7 +203,13 @@ def cpu_seconds(pgid) -> float:
         except OSError:
             continue
         if int(fields[2]) == pgid:
-            ticks += int(fields[11]) + int(fields[12])
+            stats.append([entry, *fields])
+    return stats
+
+
+def cpu_seconds(pgid) -> float:
+    """User + system CPU time of every process in process group `pgid`."""
+    ticks = sum(int(f[12]) + int(f[13]) for f in group_stats(pgid))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -395,7 +401,7 @@ class Stack:
              "--id-token-ttl", "86400", "--exit-with-parent"],
             CLIENT_CORE, stdout=subprocess.PIPE,
         )
-        ready, _, _ = select.select([idp.stdout], [], [], 60)
+        ready, _, _ = select.select([idp.stdout], [], [], 180)
         line = idp.stdout.readline() if ready else b""
         if not line:
             self.procs.check_alive()
@@ -869,14 +875,11 @@ def sessions_phase(stack: Stack, secs, scale, cold_rate, results):
 def group_rss_kib(pgid) -> int:
     """RSS of every process in process group `pgid` (nginx: master + worker)."""
     total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid:
-                    total += rss_kib(int(entry))
-            except (OSError, BenchError):
-                continue
+    for fields in group_stats(pgid):
+        try:
+            total += rss_kib(int(fields[0]))
+        except (OSError, BenchError):
+            continue
     return total
 
 
@@ -1061,8 +1064,9 @@ def report_md(results) -> str:
         "Server CPU: user + system time of the lane's server processes (for direct: the "
         "upstream) during the run, per completed request, and as a share of one core. It "
         "excludes Redis (apache-oidc and gatehouse-auth-cold read it) and, for direct, wrk. "
-        "A server below ~90% of its core is waiting on something else (another core, Redis, "
-        "a lock), not on CPU.",
+        "A server well below 100% of its core was waiting: for CPU that other processes on a "
+        "shared machine took, for the client/upstream core, or for Redis or a lock. CPU per "
+        "request is the steadier figure when the machine is shared.",
     ]
     fl = results["fixed_load"]
     lines += [
