@@ -1091,7 +1091,7 @@ def report_md(results) -> str:
     for name, fn in TARGETS:
         value, bound, op = fn(t, f)
         met = {">=": value >= bound, "<=": value <= bound, "<": value < bound}[op]
-        lines.append(f"| {name} | {value:.2f} | {'yes' if met else 'no'} |")
+        lines.append(f"| {name} | {value:.3f} | {'yes' if met else 'no'} |")
     if "scale_routes" in results:
         sr = results["scale_routes"]
         small, big = (sr["by_count"][str(c)] for c in sr["counts"])
@@ -1156,7 +1156,9 @@ def update_readme(results, out_dir: Path):
         README_BEGIN,
         f"Latest `make bench` ({results['date']}, [full report]({rel}/report.md)) on "
         f"{m['nproc']} cores ({m['cpu']}, kernel {m['kernel']}), a machine shared with other "
-        "jobs (noisy: compare ratios, not absolute numbers). Proxy on one pinned core, "
+        f"jobs (load average {results['loadavg_before'].split()[0]} before, "
+        f"{results['loadavg_after'].split()[0]} after; noisy: compare ratios and CPU per "
+        "request, not absolute numbers). Proxy on one pinned core, "
         f"wrk -c{CONNS} on the other; medians of {results['settings']['rounds']} rounds. "
         f"\"+p99 @ half load\" is p99 minus direct's at {results['fixed_load']['rate']:,.0f} "
         "req/s (oha, open loop). CPU µs/req: the server's CPU time per request.",
@@ -1195,7 +1197,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="rounds (default 3; smoke 1)")
     parser.add_argument("--out", help="output directory (default loadtest/results/<date>; "
                                       "smoke: a temporary directory)")
+    parser.add_argument("--render", metavar="DIR",
+                        help="only rewrite DIR/report.md, DIR/plot.svg and the README block "
+                             "from DIR/results.json")
     args = parser.parse_args()
+    if args.render:
+        out_dir = Path(args.render).resolve()
+        results = json.loads((out_dir / "results.json").read_text())
+        (out_dir / "report.md").write_text(report_md(results))
+        (out_dir / "plot.svg").write_text(plot.svg(results, LANES))
+        update_readme(results, out_dir)
+        return 0
     smoke = args.smoke
     secs = args.secs or (1 if smoke else 10)
     rounds = args.rounds or (1 if smoke else 3)

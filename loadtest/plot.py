@@ -121,8 +121,11 @@ def svg(results, lanes):
             added[lane] = None
             notes[lane] = "not measured"
         else:
-            added[lane] = None if lane == "direct" else max(s["p99_added_ms"], 0.001)
-            if lane == "direct":
+            added[lane] = None if lane == "direct" else s["p99_added_ms"]
+            if lane != "direct" and s["p99_added_ms"] <= 0:
+                added[lane] = None
+                notes[lane] = f"{s['p99_added_ms']:.3f} (not above direct)"
+            elif lane == "direct":
                 notes[lane] = f"baseline p99 {_fmt(s['p99_ms'], 'ms')} ms"
             elif s["saturated"]:
                 notes[lane] = "(saturated)"
