@@ -1317,6 +1317,8 @@ def main() -> int:
         for name in failed:
             log(f"FAILED: {name}")
         log(f"bench-smoke: {len(checks) - len(failed)} passed, {len(failed)} failed")
+        if not args.out and not failed and os.environ.get("BENCH_KEEP_WORK") != "1":
+            shutil.rmtree(out_dir, ignore_errors=True)
         return 1 if failed else 0
     for p in problems:
         log(f"PROBLEM: {p}")
