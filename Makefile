@@ -6,7 +6,7 @@ BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/gatehouse
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/gatehouse
 CONFIGS := $(wildcard config/*.yaml)
 
-.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-dataplane loadtest faults zero-downtime soak fuzz clean
+.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-scale bench-smoke bench-micro loadtest faults zero-downtime soak fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,7 @@ test: deps ## Everything CI runs: unit + integration tests, policy tests, config
 	$(CARGO) build --bin gatehouse
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
 	$(CARGO) test --benches
+	$(MAKE) --no-print-directory bench-smoke
 	$(MAKE) --no-print-directory policy-test
 	$(MAKE) --no-print-directory check-config
 
@@ -41,13 +42,19 @@ policy-test: ## Run the table tests of the shipped policies (policies/tests/*.ya
 	$(CARGO) build --bin gatehouse
 	$(BIN_DEBUG) policy test --policies-dir policies policies/tests/*.yaml
 
-bench: ## Criterion benchmarks: policy core (evaluation, cache hit, 10k routes) and the identity path
+bench: deps release ## BENCH.md: every lane side by side + scale checks -> loadtest/results/<date>/ and README
+	GATEHOUSE_BIN=$(BIN_RELEASE) python3 loadtest/bench.py
+
+bench-scale: deps release ## Only the scale checks (10 vs 10k routes, 1M sessions, RSS with 10k connections)
+	GATEHOUSE_BIN=$(BIN_RELEASE) python3 loadtest/bench.py --only scale
+
+bench-smoke: deps ## The bench harness for ~1 s per lane (debug build; checks every lane answers 2xx); in make test
+	$(CARGO) build --bin gatehouse
+	GATEHOUSE_BIN=$(BIN_DEBUG) python3 loadtest/bench.py --smoke
+
+bench-micro: ## Criterion benchmarks: policy core (evaluation, cache hit, 10k routes) and the identity path
 	$(CARGO) bench --bench policy
 	$(CARGO) bench --bench identity
-
-bench-dataplane: release ## wrk: gatehouse public route vs nginx plain proxy (installs nginx, wrk)
-	@command -v nginx >/dev/null && command -v wrk >/dev/null || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; $$sudo apt-get install -y -qq nginx-light wrk; }
-	GATEHOUSE_BIN=$(BIN_RELEASE) loadtest/bench-dataplane.sh
 
 DURATION ?= 20s
 loadtest: release ## k6 against the demo stack: API load (cookie, bearer), login flow, route mix, sign-out storm; DURATION=20s each

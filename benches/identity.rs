@@ -2,7 +2,7 @@
 //! runs it: open the session cookie, find the session in the instance cache, answer the
 //! policy from the decision cache, and take the identity assertion from its cache.
 //!
-//! Goal (issue 4): < 5 µs. Run: `make bench`, or `cargo bench --bench identity -- --quick`.
+//! Goal (issue 4): < 5 µs. Run: `make bench-micro`, or `cargo bench --bench identity -- --quick`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,7 +1,13 @@
 // A scripted login (no browser): opens URL through gatehouse, follows redirects to the IdP
 // (idp/server.mjs), submits its login and consent forms, and prints the gatehouse session
 // cookie ("_gatehouse=…") on stdout. For load tests: sessions come from a real login.
+// Works for any relying party on that URL (e.g. Apache + mod_auth_openidc with
+// COOKIE_NAME mod_auth_openidc_session). Requests carry a browser navigation's headers
+// (Sec-Fetch-Mode: navigate): some RPs redirect only those to the IdP. node:http, not fetch,
+// because fetch always sends Sec-Fetch-Mode: cors.
 // Usage: node loadtest/login.mjs URL USER PASSWORD [COOKIE_NAME]
+import http from 'node:http';
+
 const [url, user, password, cookieName = '_gatehouse'] = process.argv.slice(2);
 if (!url || !user || !password) {
   console.error('usage: node loadtest/login.mjs URL USER PASSWORD [COOKIE_NAME]');
@@ -11,7 +17,7 @@ const jar = new Map(); // host -> Map(name -> value)
 function remember(target, response) {
   const host = new URL(target).host.replace(/:\d+$/, '');
   const cookies = jar.get(host) ?? new Map();
-  for (const line of response.headers.getSetCookie()) {
+  for (const line of response.headers['set-cookie'] ?? []) {
     const [pair] = line.split(';');
     const eq = pair.indexOf('=');
     const name = pair.slice(0, eq).trim();
@@ -24,17 +30,31 @@ function cookieHeader(target) {
   const cookies = jar.get(new URL(target).host.replace(/:\d+$/, ''));
   return cookies ? [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') : '';
 }
-async function go(target, form) {
-  const headers = { accept: 'text/html', cookie: cookieHeader(target) };
-  const init = { redirect: 'manual', headers };
-  if (form) {
-    init.method = 'POST';
-    init.body = new URLSearchParams(form).toString();
+// One request, no redirects followed: {status, headers, text}.
+function go(target, form) {
+  const headers = {
+    accept: 'text/html', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document',
+    cookie: cookieHeader(target),
+  };
+  const body = form ? new URLSearchParams(form).toString() : undefined;
+  if (body !== undefined) {
     headers['content-type'] = 'application/x-www-form-urlencoded';
+    headers['content-length'] = Buffer.byteLength(body);
   }
-  const response = await fetch(target, init);
-  remember(target, response);
-  return response;
+  return new Promise((resolve, reject) => {
+    const request = http.request(target, { method: form ? 'POST' : 'GET', headers }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const response = { status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString() };
+        remember(target, response);
+        resolve(response);
+      });
+      res.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
 }
 let next = url;
 let form;
@@ -42,10 +62,10 @@ for (let hop = 0; hop < 30; hop += 1) {
   const response = await go(next, form);
   form = undefined;
   if (response.status >= 300 && response.status < 400) {
-    next = new URL(response.headers.get('location'), next).toString();
+    next = new URL(response.headers.location, next).toString();
     continue;
   }
-  const html = await response.text();
+  const html = response.text;
   const login = html.match(/action="([^"]*\/login)"/);
   const confirm = html.match(/action="([^"]*\/confirm)"/);
   if (login) {

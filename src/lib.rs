@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod authn;
 pub mod authz;
+pub mod bench_sessions;
 pub mod config;
 pub mod downstream;
 pub mod header_deadline;

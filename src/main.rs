@@ -42,6 +42,17 @@ enum Command {
     Check,
     /// Print a fresh `cookie_secret` and ES256 `signing_key` (YAML to paste into a config).
     Keygen,
+    /// Benchmarks only: store COUNT copies of the session of COOKIE (from a real login) in
+    /// the configuration's shared session store and print one cookie per copy.
+    #[command(hide = true)]
+    BenchCloneSession {
+        /// The session cookie (`NAME=VALUE` or the value).
+        #[arg(long)]
+        cookie: String,
+        /// How many copies.
+        #[arg(long)]
+        count: usize,
+    },
     /// Work with policies without a configuration.
     Policy {
         #[command(subcommand)]
@@ -74,6 +85,9 @@ fn main() -> ExitCode {
                 },
         }) => policy_test(&files, policies_dir.as_deref()),
         Some(Command::Check) => with_config(cli.config, check),
+        Some(Command::BenchCloneSession { cookie, count }) => {
+            with_config(cli.config, |path| bench_clone_session(path, &cookie, count))
+        }
         Some(Command::Keygen) => match gatehouse::identity::keygen_text() {
             Ok(text) => {
                 print!("{text}");
@@ -126,6 +140,24 @@ fn check(path: &Path) -> ExitCode {
         }
         Err(errors) => {
             println!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench_clone_session(path: &Path, cookie: &str, count: usize) -> ExitCode {
+    let loaded = match gatehouse::config::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match gatehouse::bench_sessions::clone_session(&loaded.config, cookie, count, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-clone-session: {e}");
             ExitCode::FAILURE
         }
     }
