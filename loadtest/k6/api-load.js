@@ -33,15 +33,25 @@ export function setup() {
   return { cookie: newSession(who), token: newBearerToken(who) };
 }
 
+let reported = 0; // per VU: the first few failures are logged with their reason
+
 function verify(res) {
   check(res, { 'status 200': (r) => r.status === 200 });
   if (!config.echo) return;
-  let seen = {};
-  try { seen = res.json(); } catch (_) { /* not JSON: the checks below fail */ }
-  const headers = seen.headers || [];
+  let seen = null;
+  try { seen = res.json(); } catch (_) { /* not the upstream's JSON echo */ }
+  const verified = Boolean(seen && seen.identity && seen.identity.verified);
+  if (!verified && reported < 5) {
+    reported += 1;
+    const why = seen ? JSON.stringify(seen.identity) : `not JSON: ${String(res.body).slice(0, 200)}`;
+    console.warn(`no verified identity upstream (HTTP ${res.status}): ${why}`);
+  }
+  const headers = (seen && seen.headers) || [];
   check(res, {
-    'identity assertion verified upstream': () => Boolean(seen.identity && seen.identity.verified),
-    'gatehouse credential not forwarded': () => !JSON.stringify(headers).includes(`${config.cookieName}=`)
+    'upstream echo received': () => seen !== null && Array.isArray(seen.headers),
+    'identity assertion verified upstream': () => verified,
+    'gatehouse credential not forwarded': () => seen !== null
+      && !JSON.stringify(headers).includes(`${config.cookieName}=`)
       && !headers.some(([k]) => k.toLowerCase() === 'authorization'),
   });
 }
