@@ -173,10 +173,11 @@ pub(super) fn strip_our_cookies(value: &HeaderValue, name: &str) -> Option<Optio
 }
 
 /// Whether the Authorization header carried the credential this request was identified by
-/// (gatehouse's bearer token or a workload JWT addressed to gatehouse): never forwarded.
+/// (any ticket of ours, a browser session's included, or a workload JWT addressed to
+/// gatehouse): never forwarded. A request with a session and a bearer token was identified by
+/// that token, since a cookie together with one is refused.
 pub(super) fn carries_our_bearer(req: &RequestHeader, identity: &Identity) -> bool {
-    matches!(identity, Identity::Session(l) if l.record.kind != SessionKind::Browser)
-        && bearer_token(req).is_some()
+    matches!(identity, Identity::Session(_)) && bearer_token(req).is_some()
 }
 
 // === reserved paths ===
