@@ -15,6 +15,9 @@ mod redis_server;
 
 mod stack;
 
+mod callback;
 mod headers;
+mod jwt;
 mod paths;
+mod redirects;
 mod sessions;

@@ -340,6 +340,91 @@ jwt_claims_headers:
     }
 }
 
+/// A login started by hand: gatehouse's 302 to the IdP and its login-state cookie.
+pub struct LoginStart {
+    pub response: RawResponse,
+    /// The login-state cookie's value.
+    pub state_cookie: String,
+    /// The IdP authorization URL (`Location`).
+    pub authorize: String,
+}
+
+impl Stack {
+    /// Sends a browser request for `target` (with `extra` header lines) that needs a login;
+    /// returns the redirect to the IdP and the login-state cookie.
+    pub async fn start_login(&self, method: &str, target: &str, extra: &str) -> LoginStart {
+        let req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\n{extra}Connection: close\r\n\r\n",
+            self.host
+        );
+        let response = self.send(req.as_bytes()).await;
+        assert_eq!(response.status, 302, "{target}: {}", response.dump());
+        let authorize = response.header("location").unwrap_or_default().to_owned();
+        assert!(
+            authorize.starts_with(&self.idp.issuer),
+            "{}",
+            response.dump()
+        );
+        let state_cookie = response
+            .headers_named("set-cookie")
+            .iter()
+            .find_map(|c| c.strip_prefix(&format!("{COOKIE}_login=")))
+            .and_then(|c| c.split(';').next())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| panic!("no login-state cookie:\n{}", response.dump()))
+            .to_owned();
+        LoginStart {
+            response,
+            state_cookie,
+            authorize,
+        }
+    }
+
+    /// Signs `user` in at the IdP from `authorize` in a fresh browser that does not hold the
+    /// login-state cookie, so gatehouse refuses the callback and its code stays unspent;
+    /// returns the callback URL (with code and state) for the test to replay.
+    pub async fn callback_url(&self, authorize: &str, user: &str) -> String {
+        let browser = Browser::new();
+        let page = browser.login(authorize, user, user).await;
+        let callback = format!("{}/oauth2/callback?", self.origin);
+        assert!(
+            page.url.starts_with(&callback) && page.status == 400,
+            "expected gatehouse to refuse a callback without login state: {page:#?}"
+        );
+        page.url
+    }
+
+    /// GETs `url` (on this origin) with the login-state cookie `state` (if any).
+    pub async fn get_with_state(&self, url: &str, state: Option<&str>) -> RawResponse {
+        let path = url.strip_prefix(&self.origin).unwrap_or(url);
+        let cookie = state
+            .map(|v| format!("Cookie: {COOKIE}_login={v}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\n{cookie}Connection: close\r\n\r\n",
+            self.host
+        );
+        self.send(req.as_bytes()).await
+    }
+
+    /// How many times the IdP's token endpoint has been called.
+    pub async fn token_requests(&self) -> u64 {
+        self.idp.get_json("/__test/stats").await["token_requests"]
+            .as_u64()
+            .unwrap_or_default()
+    }
+}
+
+/// The session cookie a response sets, if it sets a non-empty one.
+pub fn session_set(r: &RawResponse) -> Option<String> {
+    r.headers_named("set-cookie")
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{COOKIE}=")))
+        .and_then(|c| c.split(';').next())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
 /// Signs `user` in through the IdP; returns the session cookie's value.
 pub async fn login(origin: &str, user: &str) -> String {
     let browser = Browser::new();
