@@ -16,8 +16,11 @@ mod redis_server;
 mod stack;
 
 mod callback;
+mod exhaustion;
 mod headers;
+mod http2;
 mod jwt;
 mod paths;
 mod redirects;
 mod sessions;
+mod smuggling;

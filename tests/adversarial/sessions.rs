@@ -13,7 +13,11 @@ use crate::{cases, kind_cases};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookies_and_sessions() {
-    let s = Stack::start(Options { redis: true }).await;
+    let s = Stack::start(Options {
+        redis: true,
+        ..Options::default()
+    })
+    .await;
     let mut report = Report::default();
     report
         .kinds(

@@ -57,6 +57,8 @@ pub const UPSTREAMS: [&str; 8] = [
 pub struct Options {
     /// Sessions in a real Redis (to count store commands) instead of memory.
     pub redis: bool,
+    /// `timeout_idle` in seconds (gatehouse's default, 300 s, if `None`).
+    pub timeout_idle: Option<u64>,
 }
 
 pub struct Stack {
@@ -170,9 +172,13 @@ impl Stack {
             .map(|r| format!("session_store: {}\n", r.url()))
             .unwrap_or_default();
         let port = addr.port();
+        let idle = options
+            .timeout_idle
+            .map(|t| format!("timeout_idle: {t}s\n"))
+            .unwrap_or_default();
         let config = format!(
             "insecure_server: true
-request_header_timeout: 1s
+{idle}request_header_timeout: 1s
 idp_provider: oidc
 idp_provider_url: {issuer}
 idp_client_id: {CLIENT_ID}

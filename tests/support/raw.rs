@@ -281,12 +281,15 @@ impl RawConn {
 
     /// Reads the next response (bytes after it stay buffered for the next call).
     pub async fn response(&mut self) -> io::Result<RawResponse> {
-        tokio::time::timeout(
-            EXCHANGE_TIMEOUT,
-            read_response_buffered(&mut self.rd, &mut self.buf),
-        )
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no complete response in time"))?
+        self.response_within(EXCHANGE_TIMEOUT).await
+    }
+
+    /// [`RawConn::response`] with a time limit. A timeout loses nothing already read only if
+    /// no byte of the response had arrived.
+    pub async fn response_within(&mut self, limit: Duration) -> io::Result<RawResponse> {
+        tokio::time::timeout(limit, read_response_buffered(&mut self.rd, &mut self.buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no complete response in time"))?
     }
 
     /// Reads until the server closes the connection or `limit` passes; returns every byte
