@@ -28,6 +28,8 @@ const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
 const HANDOFF_TTL: Duration = Duration::from_secs(60);
 /// Suffix of the login-state cookie's name.
 const LOGIN_COOKIE_SUFFIX: &str = "_login";
+/// Sealing context of the one-time handoff code in `/.gatehouse/callback?code=…`.
+const HANDOFF_CODE_CONTEXT: &[u8] = b"handoff-code";
 /// The query parameter a programmatic login's callback receives its token in.
 pub(super) const PROGRAMMATIC_TOKEN_PARAM: &str = "gatehouse_token";
 
@@ -648,9 +650,11 @@ async fn callback(
         )
         .await;
     }
+    // The code travels sealed: a forged one is refused without a store lookup.
     let location = format!(
         "{return_origin}/.gatehouse/callback?code={}",
-        hex::encode(code)
+        keys.sealer
+            .seal(Purpose::SignIn, HANDOFF_CODE_CONTEXT, &code)
     );
     redirect(session, ctx, &location, vec![clear_login]).await
 }
@@ -669,8 +673,9 @@ async fn handoff(
     origin: &Origin,
 ) -> pingora_error::Result<()> {
     let Env { auth, keys, config } = env;
+    // Only codes this fleet sealed reach the store: unauthenticated traffic never does.
     let code = query_param(origin.query.as_deref(), "code")
-        .and_then(|c| hex::decode(c).ok())
+        .and_then(|c| keys.sealer.open(Purpose::SignIn, HANDOFF_CODE_CONTEXT, &c))
         .and_then(|c| <[u8; 32]>::try_from(c).ok());
     let Some(code) = code else {
         return respond::error_page(session, ctx, 400, Some("handoff-code-invalid")).await;
