@@ -119,7 +119,7 @@ X-Cluster-Client-IP: 10.0.0.8\r\nX-Request-Id: spoofed-request-id\r\n";
     );
     assert_eq!(
         seen.header("x-forwarded-host"),
-        [s.host.clone()],
+        std::slice::from_ref(&s.host),
         "{}",
         seen.raw_head()
     );
@@ -224,7 +224,7 @@ async fn connection_nominations_cannot_remove_what_gatehouse_adds(s: Arc<Stack>,
         );
         assert_eq!(
             one.header("x-forwarded-host"),
-            [s.host.clone()],
+            std::slice::from_ref(&s.host),
             "Connection: {nominated}: {}",
             one.raw_head()
         );

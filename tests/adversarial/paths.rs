@@ -239,10 +239,10 @@ async fn prefixes_match_whole_segments_exactly(s: Arc<Stack>, k: Kind) {
         let mark = s.mark();
         let r = s.send(&s.h1(k, "GET", target, "")).await;
         let seen = s.since(&mark);
-        assert_consistent(&seen, &target);
+        assert_consistent(&seen, target);
         if k.signed_in() {
             assert_eq!(r.status, 200, "GET {target}:\n{}", r.dump());
-            let one = assert_one(&seen, "root", &target);
+            let one = assert_one(&seen, "root", target);
             assert!(
                 one.header("upgrade").is_empty(),
                 "an upgrade reached a route without websockets: {}",

@@ -348,7 +348,6 @@ jwt_claims_headers:
 
 /// A login started by hand: gatehouse's 302 to the IdP and its login-state cookie.
 pub struct LoginStart {
-    pub response: RawResponse,
     /// The login-state cookie's value.
     pub state_cookie: String,
     /// The IdP authorization URL (`Location`).
@@ -380,7 +379,6 @@ impl Stack {
             .unwrap_or_else(|| panic!("no login-state cookie:\n{}", response.dump()))
             .to_owned();
         LoginStart {
-            response,
             state_cookie,
             authorize,
         }
