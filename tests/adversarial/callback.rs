@@ -19,6 +19,7 @@ async fn oidc_callback() {
                 a_callback_works_once_for_its_own_browser,
                 idp_errors_are_shown_escaped_without_a_redirect,
                 a_failing_token_endpoint_leaves_no_session,
+                a_callback_naming_another_issuer_is_refused,
             ],
         )
         .await;
@@ -287,5 +288,34 @@ async fn a_failing_token_endpoint_leaves_no_session(s: Arc<Stack>) {
         // The code is not retried and the login state is spent.
         let again = s.get_with_state(&url, Some(&a.state_cookie)).await;
         assert_eq!(again.status, 400, "{mode} retry:\n{}", again.dump());
+    }
+}
+
+async fn a_callback_naming_another_issuer_is_refused(s: Arc<Stack>) {
+    // RFC 9207: a response that says it comes from another issuer (a mix-up attack) makes
+    // no session, whatever its code and state.
+    for evil in ["http://evil.example", "", "HTTP://127.0.0.2"] {
+        let a = s.start_login("GET", "/admin/iss", "").await;
+        let url = s.callback_url(&a.authorize, "alice").await;
+        let mut parsed = url::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, _)| k != "iss")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        parsed
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("iss", evil);
+        let r = s
+            .get_with_state(parsed.as_str(), Some(&a.state_cookie))
+            .await;
+        assert!(matches!(r.status, 400 | 502), "iss={evil:?}:\n{}", r.dump());
+        assert!(
+            session_set(&r).is_none(),
+            "iss={evil:?} made a session:\n{}",
+            r.dump()
+        );
     }
 }

@@ -36,6 +36,7 @@ async fn cookies_and_sessions() {
                 starting_a_login_clears_a_planted_cookie,
                 signed_out_cookies_are_dead_at_once,
                 the_store_contents_are_no_credential,
+                upstreams_cannot_set_or_clear_our_cookies,
             ],
         )
         .await;
@@ -395,5 +396,41 @@ async fn the_store_contents_are_no_credential(s: Arc<Stack>) {
         seen.is_empty(),
         "store contents worked as a credential: {}",
         describe(&seen)
+    );
+}
+
+async fn upstreams_cannot_set_or_clear_our_cookies(s: Arc<Stack>) {
+    // An app behind one route answers with gatehouse's cookie: it could fixate a session of
+    // its choosing on the browser, or sign the person out of every route.
+    for header in [
+        format!("Set-Cookie: {COOKIE}={}; Path=/", s.bob),
+        format!("Set-Cookie: {COOKIE}=; Max-Age=0; Path=/"),
+        format!("Set-Cookie: {COOKIE}_login=x; Path=/"),
+        format!("Set-Cookie: {COOKIE}=x; Path=/admin; HttpOnly"),
+        format!("set-cookie:  {COOKIE}=x"),
+    ] {
+        let enc: String = url::form_urlencoded::byte_serialize(header.as_bytes()).collect();
+        let r = s
+            .send(&s.anon("GET", &format!("/open/x?resp_header={enc}"), ""))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.dump());
+        for c in r.headers_named("set-cookie") {
+            assert!(
+                !c.trim_start().starts_with(COOKIE),
+                "the upstream's {header:?} reached the browser as {c:?}"
+            );
+        }
+    }
+    // Its own cookies pass.
+    let enc: String =
+        url::form_urlencoded::byte_serialize(b"Set-Cookie: app=1; Path=/open").collect();
+    let r = s
+        .send(&s.anon("GET", &format!("/open/x?resp_header={enc}"), ""))
+        .await;
+    assert_eq!(
+        r.headers_named("set-cookie"),
+        ["app=1; Path=/open"],
+        "{}",
+        r.dump()
     );
 }

@@ -11,7 +11,8 @@
 //!   other version → 426 and the connection stays HTTP (as real servers refuse a handshake).
 //! - any other `Upgrade` → 101, after which it naively keeps reading HTTP/1 requests from the
 //!   same connection, recording them: a backend that would serve a smuggled tunnel.
-//! - anything else → the JSON echo. A `delay_ms=N` query parameter (or `set_delay`) delays it.
+//! - anything else → the JSON echo. A `delay_ms=N` query parameter (or `set_delay`) delays it;
+//!   each `resp_header=Name:%20value` query parameter adds that response field.
 
 use std::{
     io,
@@ -348,11 +349,20 @@ where
             .await
         } else {
             let body = serde_json::to_vec(&record).unwrap_or_default();
-            let extra = if path_only == "/hop" {
+            let mut extra = if path_only == "/hop" {
                 "Connection: X-Up-Private\r\nX-Up-Private: 1\r\nKeep-Alive: timeout=5\r\n"
+                    .to_owned()
             } else {
-                ""
+                String::new()
             };
+            // `resp_header=Name:%20value` (repeatable): response fields chosen by the test.
+            for (k, v) in url::form_urlencoded::parse(
+                target.split_once('?').map_or("", |(_, q)| q).as_bytes(),
+            ) {
+                if k == "resp_header" && !v.contains(['\r', '\n']) {
+                    extra.push_str(&format!("{v}\r\n"));
+                }
+            }
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Upstream: {}\r\n{extra}\r\n",
                 body.len(),
