@@ -701,6 +701,7 @@ impl ProxyHttp for Gatehouse {
         };
         if let RouteAction::Proxy(action) = &snap.config.routes[route].action {
             headers::apply_response_headers(resp, action, self.tls, &request_id)?;
+            headers::strip_our_set_cookies(resp, &snap.config.identity.cookie_name);
         }
         Ok(())
     }

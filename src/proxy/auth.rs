@@ -27,7 +27,7 @@ const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
 /// Handoff codes and sign-in hops expire after this.
 const HANDOFF_TTL: Duration = Duration::from_secs(60);
 /// Suffix of the login-state cookie's name.
-const LOGIN_COOKIE_SUFFIX: &str = "_login";
+pub(super) const LOGIN_COOKIE_SUFFIX: &str = "_login";
 /// Sealing context of the one-time handoff code in `/.gatehouse/callback?code=…`.
 const HANDOFF_CODE_CONTEXT: &[u8] = b"handoff-code";
 /// The query parameter a programmatic login's callback receives its token in.
