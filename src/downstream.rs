@@ -9,6 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use pingora_core::{apps::ServerApp, protocols::Stream, server::ShutdownWatch};
+use tokio::time::Instant;
 
 use crate::{
     header_deadline::{HeaderDeadline, RejectHook, H2_PREFACE},
@@ -59,18 +60,34 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
         if stream.as_any().is::<HeaderDeadline>() {
             return self.http1.process_new(stream, shutdown).await;
         }
+        // The first request header is due within the deadline from now, the wait for the
+        // h2c preface included: a silent or trickling client cannot hold the connection.
+        // A zero `request_header_timeout` turns the deadline off.
+        let allowed = if self.header_timeout.is_zero() {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            self.header_timeout
+        };
+        let deadline = Instant::now() + allowed;
         if let Some(h2c) = &self.h2c {
             if stream.get_ssl_digest().is_none() {
                 let mut preface = [0u8; H2_PREFACE.len()];
-                // Not every stream supports peeking; those are served as HTTP/1.
-                let peeked = stream.try_peek(&mut preface).await.ok()?;
+                // Not every stream supports peeking; those are served as HTTP/1. The peek waits
+                // for a preface's worth of bytes.
+                let peek = stream.try_peek(&mut preface);
+                let peeked = if self.header_timeout.is_zero() {
+                    peek.await.ok()?
+                } else {
+                    tokio::time::timeout_at(deadline, peek).await.ok()?.ok()?
+                };
                 if peeked && preface == H2_PREFACE {
                     return h2c.process_new(stream, shutdown).await;
                 }
             }
         }
         let stream: Stream = Box::new(
-            HeaderDeadline::new(stream, self.header_timeout).on_reject(Arc::clone(&self.rejected)),
+            HeaderDeadline::first_request(stream, self.header_timeout, deadline)
+                .on_reject(Arc::clone(&self.rejected)),
         );
         self.http1.process_new(stream, shutdown).await
     }

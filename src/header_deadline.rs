@@ -114,6 +114,21 @@ impl HeaderDeadline {
         self
     }
 
+    /// Wraps a new connection whose first request header must be complete by `deadline`,
+    /// counted from when the connection was taken up (as nginx's `client_header_timeout`):
+    /// a client that connects and then sends nothing, or too little, is cut off as surely as
+    /// one that sends slowly. Exemptions as in [`HeaderDeadline::new`].
+    pub fn first_request(inner: Stream, timeout: Duration, deadline: Instant) -> Self {
+        let mut wrapped = Self::new(inner, timeout);
+        if wrapped.phase == Phase::Idle {
+            wrapped.phase = Phase::Headers {
+                deadline,
+                matched: 0,
+            };
+        }
+        wrapped
+    }
+
     /// Advances the phase over bytes just read.
     fn saw(&mut self, bytes: &[u8]) -> Seen {
         if bytes.is_empty() {

@@ -245,21 +245,22 @@ fn identity_headers(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.host())
         .unwrap_or_default();
-    let audience = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']'))
-        .map_or(host, |(h, _)| h);
+    let audience = canonical_host(
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']'))
+            .map_or(host, |(h, _)| h),
+    );
     let issuer = identity
         .authenticate_service_url
         .as_ref()
         .and_then(|u| u.host_str())
-        .unwrap_or(audience);
+        .unwrap_or(&audience);
     let request = crate::identity::AssertionRequest {
         session_id: loaded.key.id,
         session_version: loaded.key.version,
         sid: loaded.sid(),
         issuer,
-        audience,
+        audience: &audience,
         subject: &loaded.record.subject,
     };
     let claims = loaded.claim_headers(snap.generation, || {
@@ -275,6 +276,18 @@ fn identity_headers(
         Err(e) => tracing::error!(error = %e, "identity assertion could not be signed"),
     }
     out
+}
+
+/// The host as routed, whatever the client's spelling: lower case, no trailing dot (borrowed
+/// when it already is). An assertion's audience must not vary with the spelling: each would be
+/// one more token to sign and cache, and a strict verifier would refuse it.
+fn canonical_host(host: &str) -> std::borrow::Cow<'_, str> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
 }
 
 /// `scheme://host[:port]` of a request that matched the configuration (default ports left out).
@@ -800,6 +813,7 @@ impl ProxyHttp for Gatehouse {
         }
         if let RouteAction::Proxy(action) = &snap.config.routes[route].action {
             headers::apply_response_headers(resp, action, self.tls, &request_id)?;
+            headers::strip_our_set_cookies(resp, &snap.config.identity.cookie_name);
         }
         Ok(())
     }

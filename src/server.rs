@@ -115,6 +115,10 @@ pub fn run(path: &Path, options: RunOptions) -> Result<(), StartError> {
         );
         let mut options = HttpServerOptions::default();
         options.h2c = h2c;
+        // An HTTP/2 connection with no request in flight (a silent one, or one holding an
+        // unfinished header block) is closed like an idle HTTP/1 keep-alive connection;
+        // Pingora's default keeps it forever. Fixed for the process, as the listeners are.
+        options.h2_idle_timeout = (!config.timeout_idle.is_zero()).then_some(config.timeout_idle);
         app.server_options = Some(options);
         app.h2_options = Some(h2_options());
         app

@@ -103,3 +103,20 @@ async fn an_idle_keep_alive_connection_is_not_cut() {
     assert!(n > 0);
     assert_eq!(phase, Phase::Body);
 }
+
+#[tokio::test]
+async fn a_new_connection_that_stays_silent_fails_at_the_deadline() {
+    let (s, _c) = pair(Duration::from_millis(300)).await;
+    let HeaderDeadline { inner, .. } = s;
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let mut s = HeaderDeadline::first_request(inner, Duration::from_millis(300), deadline);
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let err = s.read(&mut buf).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+}

@@ -195,6 +195,38 @@ pub(super) fn apply_response_headers(
     Ok(())
 }
 
+/// Removes the upstream's `Set-Cookie` fields for gatehouse's own cookies (`name` and its
+/// login-state cookie): an app behind one route must not fixate a session on the browser
+/// or sign the person out of every route. Allocates only when there is one to remove.
+pub(super) fn strip_our_set_cookies(resp: &mut ResponseHeader, name: &str) {
+    let ours = |v: &HeaderValue| {
+        let cookie = v
+            .as_bytes()
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or_default();
+        let cookie = cookie.trim_ascii();
+        cookie.strip_prefix(name.as_bytes()).is_some_and(|rest| {
+            rest.is_empty() || rest == super::auth::LOGIN_COOKIE_SUFFIX.as_bytes()
+        })
+    };
+    if !resp.headers.get_all(header::SET_COOKIE).iter().any(ours) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = resp
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !ours(v))
+        .cloned()
+        .collect();
+    resp.remove_header(&header::SET_COOKIE);
+    for v in kept {
+        // Appending a field that was just there cannot fail.
+        let _ = resp.append_header(header::SET_COOKIE, v);
+    }
+}
+
 /// Removes hop-by-hop fields of an upstream response and every field its `Connection`
 /// header names (a 101 keeps `Connection`/`Upgrade`, which the upgrade needs).
 fn strip_hop_by_hop(resp: &mut ResponseHeader) {

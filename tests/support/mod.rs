@@ -9,6 +9,8 @@
     clippy::expect_used
 )]
 
+pub mod h2;
+pub mod hpack;
 pub mod idp;
 pub mod load;
 pub mod raw;
@@ -25,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use raw::{raw_request, raw_request_from, try_raw_request, RawResponse};
+pub use raw::{raw_request, raw_request_from, try_raw_request, RawConn, RawResponse};
 pub use upstream::Upstream;
 
 /// How long `Gatehouse::start` waits for `/readyz`.

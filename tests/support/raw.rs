@@ -255,3 +255,63 @@ async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut Vec<u8>) -> io::R
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// One client connection for exchanges that span several messages (pipelining, smuggling,
+/// slow senders): raw writes, buffered response reads, and a wait for the server to close.
+pub struct RawConn {
+    rd: tokio::net::tcp::OwnedReadHalf,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    /// Connects to `addr` from 127.0.0.1.
+    pub async fn open(addr: SocketAddr) -> RawConn {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let (rd, wr) = tcp.into_split();
+        RawConn {
+            rd,
+            wr,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes`; an error means the server closed or reset the connection.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.wr.write_all(bytes).await?;
+        self.wr.flush().await
+    }
+
+    /// Reads the next response (bytes after it stay buffered for the next call).
+    pub async fn response(&mut self) -> io::Result<RawResponse> {
+        self.response_within(EXCHANGE_TIMEOUT).await
+    }
+
+    /// [`RawConn::response`] with a time limit. A timeout loses nothing already read only if
+    /// no byte of the response had arrived.
+    pub async fn response_within(&mut self, limit: Duration) -> io::Result<RawResponse> {
+        tokio::time::timeout(limit, read_response_buffered(&mut self.rd, &mut self.buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no complete response in time"))?
+    }
+
+    /// Reads until the server closes the connection or `limit` passes; returns every byte
+    /// not yet consumed and whether the connection was closed (EOF or reset).
+    pub async fn drain(&mut self, limit: Duration) -> (Vec<u8>, bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, read_some(&mut self.rd, &mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (std::mem::take(&mut self.buf), true),
+                Ok(Ok(_)) => {}
+                Err(_) => return (std::mem::take(&mut self.buf), false),
+            }
+        }
+    }
+
+    /// Half-closes the write side (the client is done sending).
+    pub async fn shutdown_write(&mut self) {
+        let _ = self.wr.shutdown().await;
+    }
+}

@@ -142,6 +142,16 @@ pub async fn tls_connect(
     sni: &str,
     addr: SocketAddr,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    tls_connect_alpn(ca_pem, sni, addr, &[b"http/1.1"]).await
+}
+
+/// [`tls_connect`] offering the given ALPN protocols (e.g. `h2` for raw HTTP/2 frames).
+pub async fn tls_connect_alpn(
+    ca_pem: &str,
+    sni: &str,
+    addr: SocketAddr,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.expect("ca pem")).expect("add root");
@@ -153,7 +163,7 @@ pub async fn tls_connect(
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from(sni.to_string()).expect("server name");
     tokio_rustls::TlsConnector::from(Arc::new(cfg))

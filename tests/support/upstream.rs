@@ -1,13 +1,18 @@
 //! An echo upstream on 127.0.0.1:0 (plain or TLS), hand-written HTTP/1.1 so it sees and
-//! reports exactly what arrived: request line, raw header names in order, body length and
-//! SHA-256. Also: a `/health` toggle, delays, `/bytes/N` downloads, WebSocket echo.
+//! reports exactly what arrived: request line, raw header names in order, the raw head, body
+//! length, SHA-256 and first bytes, trailers, and which connection it came on. Also: a
+//! `/health` toggle, delays, `/bytes/N` downloads, WebSocket echo.
 //!
 //! Paths it knows:
 //! - `/health` → 200 or 503 (`set_healthy`); not counted in `hits`, not recorded.
 //! - `/bytes/N` → N bytes of `pattern(N)`.
 //! - `/hop` → the echo, plus `Connection: X-Up-Private`, `X-Up-Private: 1`, `Keep-Alive`.
-//! - anything with `Upgrade: websocket` → 101 and a frame echo.
-//! - anything else → the JSON echo. A `delay_ms=N` query parameter (or `set_delay`) delays it.
+//! - `Upgrade: websocket` with `Sec-WebSocket-Version: 13` → 101 and a frame echo; with any
+//!   other version → 426 and the connection stays HTTP (as real servers refuse a handshake).
+//! - any other `Upgrade` → 101, after which it naively keeps reading HTTP/1 requests from the
+//!   same connection, recording them: a backend that would serve a smuggled tunnel.
+//! - anything else → the JSON echo. A `delay_ms=N` query parameter (or `set_delay`) delays it;
+//!   each `resp_header=Name:%20value` query parameter adds that response field.
 //!
 //! `set_fault` makes every request after it fail in one way (refused, reset, hanging, cut
 //! off mid-body) until cleared.
@@ -73,8 +78,12 @@ struct State {
     hits: AtomicUsize,
     inflight: AtomicUsize,
     health_checks: AtomicUsize,
+    connections: AtomicU64,
     requests: Mutex<Vec<Value>>,
 }
+
+/// How many body bytes a record keeps (as lossy UTF-8 in `body`).
+const BODY_KEPT: usize = 64 * 1024;
 
 /// A running echo upstream; stops on drop.
 pub struct Upstream {
@@ -108,6 +117,7 @@ impl Upstream {
             hits: AtomicUsize::new(0),
             inflight: AtomicUsize::new(0),
             health_checks: AtomicUsize::new(0),
+            connections: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
         });
         let task = accept_loop(listener, state.clone(), tls.clone());
@@ -193,6 +203,16 @@ impl Upstream {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// How many requests have been recorded so far (a mark for [`Upstream::requests_since`]).
+    pub fn recorded(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
+    }
+
+    /// The requests recorded after the first `mark` ones.
+    pub fn requests_since(&self, mark: usize) -> Vec<Value> {
+        self.state.requests.lock().unwrap()[mark..].to_vec()
+    }
+
     /// The most recent recorded request.
     pub fn last(&self) -> Value {
         self.requests()
@@ -221,15 +241,19 @@ fn accept_loop(
             };
             let st = st.clone();
             let tls = tls.clone();
+            let conn = st.connections.fetch_add(1, Ordering::SeqCst);
+            // The head and the body go out in two writes: without this, Nagle and the
+            // peer's delayed ACK hold the body back ~40 ms.
+            let _ = sock.set_nodelay(true);
             tokio::spawn(async move {
                 match tls {
                     Some(acc) => {
                         if let Ok(s) = acc.accept(sock).await {
-                            let _ = serve(s, st).await;
+                            let _ = serve(s, st, conn).await;
                         }
                     }
                     None => {
-                        let _ = serve(sock, st).await;
+                        let _ = serve(sock, st, conn).await;
                     }
                 }
             });
@@ -277,25 +301,30 @@ pub fn header_value(req: &Value, name: &str) -> Option<String> {
     v.into_iter().next()
 }
 
-async fn serve<S>(stream: S, st: Arc<State>) -> io::Result<()>
+async fn serve<S>(stream: S, st: Arc<State>, conn: u64) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Resettable + Unpin + Send + 'static,
 {
     let mut rd = BufReader::new(stream);
+    let mut seq = 0u64;
     loop {
         let mut head_lines = Vec::new();
+        let mut raw_head = Vec::new();
         loop {
-            let mut line = String::new();
-            if rd.read_line(&mut line).await? == 0 {
+            let mut raw = Vec::new();
+            if rd.read_until(b'\n', &mut raw).await? == 0 {
                 return Ok(());
             }
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            let line = String::from_utf8_lossy(&raw)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
             if line.is_empty() {
                 if head_lines.is_empty() {
                     continue; // stray CRLF between requests
                 }
                 break;
             }
+            raw_head.extend_from_slice(&raw);
             head_lines.push(line);
         }
         let request_line = head_lines.remove(0);
@@ -330,7 +359,7 @@ where
             continue;
         }
 
-        let (body_len, body_sha) = read_body(&mut rd, &get).await?;
+        let body = read_body(&mut rd, &get).await?;
         let fault = *st.fault.borrow();
         match fault {
             None => {}
@@ -349,12 +378,29 @@ where
             "path": target,
             "version": version,
             "headers": headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
-            "body_len": body_len,
-            "body_sha256": body_sha,
+            "raw_head": String::from_utf8_lossy(&raw_head),
+            "body_len": body.len,
+            "body_sha256": body.sha256,
+            "body": String::from_utf8_lossy(&body.kept),
+            "trailers": body.trailers,
+            "connection": conn,
+            "seq": seq,
         });
+        seq += 1;
         st.requests.lock().unwrap().push(record.clone());
 
-        if get("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        if let Some(upgrade) = get("upgrade") {
+            if !upgrade.eq_ignore_ascii_case("websocket") {
+                // A naive backend: it switches, then keeps serving HTTP/1 on the connection.
+                let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\n\r\n");
+                rd.get_mut().write_all(resp.as_bytes()).await?;
+                continue;
+            }
+            if get("sec-websocket-version").as_deref() != Some("13") {
+                let resp = "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n";
+                rd.get_mut().write_all(resp.as_bytes()).await?;
+                continue;
+            }
             let key = get("sec-websocket-key").unwrap_or_default();
             let resp = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
@@ -394,11 +440,20 @@ where
             .await
         } else {
             let body = serde_json::to_vec(&record).unwrap_or_default();
-            let extra = if path_only == "/hop" {
+            let mut extra = if path_only == "/hop" {
                 "Connection: X-Up-Private\r\nX-Up-Private: 1\r\nKeep-Alive: timeout=5\r\n"
+                    .to_owned()
             } else {
-                ""
+                String::new()
             };
+            // `resp_header=Name:%20value` (repeatable): response fields chosen by the test.
+            for (k, v) in url::form_urlencoded::parse(
+                target.split_once('?').map_or("", |(_, q)| q).as_bytes(),
+            ) {
+                if k == "resp_header" && !v.contains(['\r', '\n']) {
+                    extra.push_str(&format!("{v}\r\n"));
+                }
+            }
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Upstream: {}\r\n{extra}\r\n",
                 body.len(),
@@ -446,15 +501,32 @@ where
     Ok(())
 }
 
-/// Reads the request body framed by Content-Length or chunked; returns its length and hash.
-async fn read_body<R, F>(rd: &mut R, get: &F) -> io::Result<(u64, String)>
+/// A request body as the upstream read it.
+struct Body {
+    len: u64,
+    sha256: String,
+    /// The first `BODY_KEPT` bytes.
+    kept: Vec<u8>,
+    /// Trailer lines of a chunked body, as received.
+    trailers: Vec<String>,
+}
+
+/// Reads the request body framed by Content-Length or chunked.
+async fn read_body<R, F>(rd: &mut R, get: &F) -> io::Result<Body>
 where
     R: AsyncBufReadExt + AsyncReadExt + Unpin,
     F: Fn(&str) -> Option<String>,
 {
     let mut hasher = Sha256::new();
     let mut total = 0u64;
+    let mut kept = Vec::new();
+    let mut trailers = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut take = |data: &[u8], kept: &mut Vec<u8>| {
+        hasher.update(data);
+        let room = BODY_KEPT.saturating_sub(kept.len());
+        kept.extend_from_slice(&data[..data.len().min(room)]);
+    };
     if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         loop {
             let mut line = String::new();
@@ -467,6 +539,7 @@ where
                     if rd.read_line(&mut t).await? == 0 || t.trim().is_empty() {
                         break;
                     }
+                    trailers.push(t.trim_end().to_string());
                 }
                 break;
             }
@@ -476,7 +549,7 @@ where
                 if n == 0 {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
-                hasher.update(&buf[..n]);
+                take(&buf[..n], &mut kept);
                 left -= n as u64;
             }
             total += size;
@@ -490,12 +563,17 @@ where
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            hasher.update(&buf[..n]);
+            take(&buf[..n], &mut kept);
             left -= n as u64;
         }
         total = len;
     }
-    Ok((total, hex::encode(hasher.finalize())))
+    Ok(Body {
+        len: total,
+        sha256: hex::encode(hasher.finalize()),
+        kept,
+        trailers,
+    })
 }
 
 async fn ws_echo<S>(mut ws: WebSocketStream<S>) -> io::Result<()>
