@@ -804,12 +804,20 @@ pub(super) fn programmatic_target_allowed(target: &str, whitelist: &[String]) ->
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
-    let after_scheme = target.find("://").map_or(target, |i| &target[i + 3..]);
+    // `scheme://` spelled out: `http:/user@127.0.0.1/` is read with an authority by URL
+    // parsers but not by a naive split.
+    let Some((_, after_scheme)) = target.split_once("://") else {
+        return false;
+    };
     let authority = after_scheme
         .split(['/', '?', '#'])
         .next()
         .unwrap_or_default();
-    if !matches!(url.scheme(), "http" | "https") || authority.contains('@') {
+    if !matches!(url.scheme(), "http" | "https")
+        || authority.contains('@')
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return false;
     }
     match url.host() {
