@@ -3,7 +3,8 @@
 # local IdP (tokens of 5 minutes, so sessions are refreshed during the run), and an
 # authenticated route. Sessions come from real scripted logins (loadtest/login.mjs).
 #  1. measures the maximum rate briefly with wrk (SOAK_MAX_SECONDS, default 10),
-#  2. runs k6 at half that rate (constant arrival rate) for SOAK_SECONDS (default 1800),
+#  2. runs k6 at half that rate (constant arrival rate; SOAK_RATE overrides) for SOAK_SECONDS
+#     (default 1800),
 #  3. samples gatehouse's RSS every 10 s into $SOAK_OUT/rss.csv (elapsed_s,rss_kb).
 # Passes when RSS grows less than 5% from the end of the warm-up (SOAK_WARMUP_SECONDS,
 # default 60) to the end, and no request failed. Prints a summary; exit 1 on failure.
@@ -76,7 +77,7 @@ stored=$(redis-cli -p "$redis" --scan --pattern 'gatehouse:s:*' | wc -l)
 
 echo "measuring the maximum rate (wrk, ${max_secs}s, 32 connections)..."
 max=$(wrk -t1 -c32 -d"${max_secs}s" -H "Cookie: ${cookies[0]}" "http://127.0.0.1:$gh/" | awk '/Requests\/sec/ {printf "%d", $2}')
-rate=$(( max / 2 ))
+rate="${SOAK_RATE:-$(( max / 2 ))}"   # SOAK_RATE overrides (when the client cannot keep up)
 [ "$rate" -gt 0 ] || { echo "could not measure a rate" >&2; exit 1; }
 echo "max ${max} req/s; soaking at ${rate} req/s for ${secs}s (RSS every ${interval}s -> $out/rss.csv)"
 
