@@ -794,12 +794,20 @@ pub(super) fn programmatic_target_allowed(target: &str, whitelist: &[String]) ->
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
-    let after_scheme = target.find("://").map_or(target, |i| &target[i + 3..]);
+    // WHATWG also finds a host in `http:/x` and `http:x`; RFC 3986 only after `scheme://`.
+    let Some((scheme, after_scheme)) = target.split_once("://") else {
+        return false;
+    };
     let authority = after_scheme
         .split(['/', '?', '#'])
         .next()
         .unwrap_or_default();
-    if !matches!(url.scheme(), "http" | "https") || authority.contains('@') {
+    if !matches!(url.scheme(), "http" | "https")
+        || !scheme.eq_ignore_ascii_case(url.scheme())
+        || authority.contains('@')
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return false;
     }
     match url.host() {
@@ -1051,6 +1059,9 @@ mod tests {
             "http://@127.0.0.1/",
             "http://127.0.0.1\\@evil.example/",
             "http://loc\talhost/",
+            "http:/user@127.0.0.1/",
+            "http:127.0.0.1/",
+            "http:localhost/",
             "//127.0.0.1/",
         ] {
             assert!(!programmatic_target_allowed(bad, &config), "{bad}");
