@@ -802,8 +802,10 @@ pub(super) fn programmatic_target_allowed(target: &str, whitelist: &[String]) ->
         .split(['/', '?', '#'])
         .next()
         .unwrap_or_default();
+    // `https:///host` is `https://host` to WHATWG and has no host for RFC 3986.
     if !matches!(url.scheme(), "http" | "https")
         || !scheme.eq_ignore_ascii_case(url.scheme())
+        || authority.is_empty()
         || authority.contains('@')
         || !url.username().is_empty()
         || url.password().is_some()
@@ -1062,6 +1064,7 @@ mod tests {
             "http:/user@127.0.0.1/",
             "http:127.0.0.1/",
             "http:localhost/",
+            "http:///localhost/",
             "//127.0.0.1/",
         ] {
             assert!(!programmatic_target_allowed(bad, &config), "{bad}");
