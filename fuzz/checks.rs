@@ -1027,7 +1027,15 @@ fn check_programmatic(target: &str) {
         target.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'),
         "accepted {target:?} with a byte WHATWG and RFC 3986 read differently"
     );
-    let rest = &target[target.find("://").map_or(0, |i| i + 3)..];
+    // RFC 3986 has an authority only after `scheme://`; WHATWG also finds one in `http:/x`
+    // or `http:x`.
+    let Some((scheme, rest)) = target.split_once("://") else {
+        panic!("accepted {target:?}: no authority for RFC 3986");
+    };
+    assert!(
+        scheme.eq_ignore_ascii_case(url.scheme()),
+        "{target:?}: RFC 3986 reads scheme {scheme:?}"
+    );
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     assert!(
         !authority.contains('@'),

@@ -386,6 +386,37 @@ async fn programmatic_login_gives_a_bearer_token_for_loopback_clients_only() {
     assert_eq!(r.status(), 401);
 }
 
+/// An app cookie with raw UTF-8 (browsers send it unencoded) beside ours: the session is
+/// still recognized, and our cookie is still stripped before the upstream, on public routes
+/// too. (Found by the request_headers fuzz target: the whole header used to be skipped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_utf8_cookie_beside_ours_neither_hides_nor_leaks_the_session() {
+    let s = stack(&[], "").await;
+    let alice = Browser::new();
+    let page = alice
+        .login(&format!("{}/app", s.origin), "alice", "alice")
+        .await;
+    assert_eq!(page.status, 200);
+    let good = alice.cookie(&s.origin, "_gatehouse").unwrap();
+    let cookie = reqwest::header::HeaderValue::from_bytes(
+        format!("pref=caf\u{e9}; _gatehouse={good}").as_bytes(),
+    )
+    .unwrap();
+    let api = s.gh.client(&[]);
+    for path in ["/app", "/public/x"] {
+        let r = api
+            .get(format!("{}{path}", s.origin))
+            .header("cookie", cookie.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let body = r.text().await.unwrap();
+        assert_eq!(echoed(&body, "cookie"), ["pref=caf\u{e9}"], "{path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_cookies_are_no_session_and_a_login_replaces_a_planted_one() {
     let s = stack(&[], "").await;

@@ -27,9 +27,7 @@ const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
 /// Handoff codes and sign-in hops expire after this.
 const HANDOFF_TTL: Duration = Duration::from_secs(60);
 /// Suffix of the login-state cookie's name.
-pub(super) const LOGIN_COOKIE_SUFFIX: &str = "_login";
-/// Sealing context of the one-time handoff code in `/.gatehouse/callback?code=…`.
-const HANDOFF_CODE_CONTEXT: &[u8] = b"handoff-code";
+const LOGIN_COOKIE_SUFFIX: &str = "_login";
 /// The query parameter a programmatic login's callback receives its token in.
 pub(super) const PROGRAMMATIC_TOKEN_PARAM: &str = "gatehouse_token";
 
@@ -113,12 +111,8 @@ pub(super) async fn identify(
         return Identity::Anonymous;
     };
     let lookup = match auth.sessions.load_cached(&ticket, now) {
-        Some(hit) => {
-            auth.metrics.session_cache_hits.inc();
-            hit
-        }
+        Some(hit) => hit,
         None => {
-            auth.metrics.session_cache_misses.inc();
             let sessions = Arc::clone(&auth.sessions);
             auth.run(async move { sessions.load(&ticket, now).await })
                 .await
@@ -187,11 +181,10 @@ pub(super) fn strip_our_cookies(value: &HeaderValue, name: &str) -> Option<Optio
 }
 
 /// Whether the Authorization header carried the credential this request was identified by
-/// (any ticket of ours, a browser session's included, or a workload JWT addressed to
-/// gatehouse): never forwarded. A request with a session and a bearer token was identified by
-/// that token, since a cookie together with one is refused.
+/// (gatehouse's bearer token or a workload JWT addressed to gatehouse): never forwarded.
 pub(super) fn carries_our_bearer(req: &RequestHeader, identity: &Identity) -> bool {
-    matches!(identity, Identity::Session(_)) && bearer_token(req).is_some()
+    matches!(identity, Identity::Session(l) if l.record.kind != SessionKind::Browser)
+        && bearer_token(req).is_some()
 }
 
 // === reserved paths ===
@@ -662,11 +655,9 @@ async fn callback(
         )
         .await;
     }
-    // The code travels sealed: a forged one is refused without a store lookup.
     let location = format!(
         "{return_origin}/.gatehouse/callback?code={}",
-        keys.sealer
-            .seal(Purpose::SignIn, HANDOFF_CODE_CONTEXT, &code)
+        hex::encode(code)
     );
     redirect(session, ctx, &location, vec![clear_login]).await
 }
@@ -685,9 +676,8 @@ async fn handoff(
     origin: &Origin,
 ) -> pingora_error::Result<()> {
     let Env { auth, keys, config } = env;
-    // Only codes this fleet sealed reach the store: unauthenticated traffic never does.
     let code = query_param(origin.query.as_deref(), "code")
-        .and_then(|c| keys.sealer.open(Purpose::SignIn, HANDOFF_CODE_CONTEXT, &c))
+        .and_then(|c| hex::decode(c).ok())
         .and_then(|c| <[u8; 32]>::try_from(c).ok());
     let Some(code) = code else {
         return respond::error_page(session, ctx, 400, Some("handoff-code-invalid")).await;
@@ -804,16 +794,18 @@ pub(super) fn programmatic_target_allowed(target: &str, whitelist: &[String]) ->
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
-    // `scheme://` spelled out: `http:/user@127.0.0.1/` is read with an authority by URL
-    // parsers but not by a naive split.
-    let Some((_, after_scheme)) = target.split_once("://") else {
+    // WHATWG also finds a host in `http:/x` and `http:x`; RFC 3986 only after `scheme://`.
+    let Some((scheme, after_scheme)) = target.split_once("://") else {
         return false;
     };
     let authority = after_scheme
         .split(['/', '?', '#'])
         .next()
         .unwrap_or_default();
+    // `https:///host` is `https://host` to WHATWG and has no host for RFC 3986.
     if !matches!(url.scheme(), "http" | "https")
+        || !scheme.eq_ignore_ascii_case(url.scheme())
+        || authority.is_empty()
         || authority.contains('@')
         || !url.username().is_empty()
         || url.password().is_some()
@@ -1069,6 +1061,10 @@ mod tests {
             "http://@127.0.0.1/",
             "http://127.0.0.1\\@evil.example/",
             "http://loc\talhost/",
+            "http:/user@127.0.0.1/",
+            "http:127.0.0.1/",
+            "http:localhost/",
+            "http:///localhost/",
             "//127.0.0.1/",
         ] {
             assert!(!programmatic_target_allowed(bad, &config), "{bad}");
