@@ -36,6 +36,7 @@ async fn smuggling_and_protocol() {
             cases![
                 bodies_of_locally_answered_requests_are_never_requests,
                 connections_owing_body_bytes_are_never_reused,
+                ambiguous_upstream_framing_never_desyncs_responses,
             ],
         )
         .await;
@@ -727,4 +728,45 @@ async fn connections_owing_body_bytes_are_never_reused(s: Arc<Stack>) {
         .filter(|x| x.path().starts_with("/open/next-"))
         .count();
     assert_eq!(next, 6, "{}", describe(&seen));
+}
+
+async fn ambiguous_upstream_framing_never_desyncs_responses(s: Arc<Stack>) {
+    // The upstream answers with framing that disagrees with itself; whatever the client gets,
+    // later requests (on pooled upstream connections) get their own answers.
+    for field in [
+        "Content-Length: 5",
+        "Content-Length: 99999",
+        "Transfer-Encoding: chunked",
+        "Transfer-Encoding: identity",
+        "Content-Length: -1",
+    ] {
+        let enc: String = url::form_urlencoded::byte_serialize(field.as_bytes()).collect();
+        let r = s
+            .try_send(&s.anon("GET", &format!("/open/ambiguous?resp_header={enc}"), ""))
+            .await;
+        if let Ok(r) = &r {
+            assert!(r.status == 200 || r.status == 502, "{field}: {}", r.dump());
+            let lengths = r.headers_named("content-length");
+            assert!(
+                lengths.len() <= 1,
+                "{field}: several Content-Length to the client: {}",
+                r.dump()
+            );
+            assert!(
+                lengths.is_empty() || r.header("transfer-encoding").is_none(),
+                "{field}: Content-Length and Transfer-Encoding to the client: {}",
+                r.dump()
+            );
+        }
+        for i in 0..4 {
+            let path = format!("/open/after-{i}");
+            let r = s.send(&s.anon("GET", &path, "")).await;
+            assert_eq!(r.status, 200, "{field}, then {path}: {}", r.dump());
+            assert_eq!(
+                r.json()["path"],
+                path,
+                "{field}: a response went to the wrong request"
+            );
+        }
+    }
 }
