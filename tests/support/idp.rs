@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// A running OP, stopped on drop.
@@ -92,7 +92,30 @@ impl Idp {
     }
 
     fn spawn(args: &[String], dir: tempfile::TempDir) -> Idp {
-        let log = std::fs::File::create(dir.path().join("idp.log")).expect("idp log");
+        // Node has been seen to hang while starting on a loaded machine (in a futex, before it
+        // listens): one more attempt, then a clear failure, never a test that hangs.
+        let mut failure = String::new();
+        for attempt in 1..=2 {
+            match Self::try_spawn(args, dir.path()) {
+                Ok((issuer, child)) => {
+                    return Idp {
+                        issuer,
+                        child,
+                        _dir: dir,
+                    }
+                }
+                Err(why) => {
+                    eprintln!("IdP start, attempt {attempt}: {why}");
+                    failure = why;
+                }
+            }
+        }
+        panic!("{failure}");
+    }
+
+    /// Starts node and waits (bounded) for its ready line: the issuer and the process.
+    fn try_spawn(args: &[String], dir: &Path) -> Result<(String, Child), String> {
+        let log = std::fs::File::create(dir.join("idp.log")).expect("idp log");
         let mut child = Command::new("node")
             .args(args)
             .current_dir(repo())
@@ -102,26 +125,33 @@ impl Idp {
             .spawn()
             .expect("spawn node (is Node.js installed?)");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut reader = BufReader::new(stdout);
-        // The ready line is the first line on stdout.
-        while line.is_empty() && Instant::now() < deadline {
-            if reader.read_line(&mut line).expect("read idp stdout") == 0 {
-                let log = std::fs::read_to_string(dir.path().join("idp.log")).unwrap_or_default();
-                panic!("the IdP exited before it was ready:\n{log}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            // The ready line is the first line on stdout.
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).unwrap_or(0);
+            let _ = tx.send((n, line));
+            // Keep draining stdout so the IdP never blocks on a full pipe.
+            for _ in reader.lines() {}
+        });
+        let log = || std::fs::read_to_string(dir.join("idp.log")).unwrap_or_default();
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok((n, line)) if n > 0 => line,
+            Ok(_) => {
+                let _ = child.wait();
+                return Err(format!("the IdP exited before it was ready:\n{}", log()));
             }
-        }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the IdP was not ready within 20 s:\n{}", log()));
+            }
+        };
         let ready: serde_json::Value = serde_json::from_str(line.trim())
             .unwrap_or_else(|e| panic!("IdP ready line {line:?}: {e}"));
         let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
-        // Keep draining stdout so the IdP never blocks on a full pipe.
-        std::thread::spawn(move || for _ in reader.lines() {});
-        Idp {
-            issuer,
-            child,
-            _dir: dir,
-        }
+        Ok((issuer, child))
     }
 
     /// The IdP's log so far.
