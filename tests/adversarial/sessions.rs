@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use crate::redis_server::RedisServer;
-use crate::stack::{
-    assert_nothing, assert_one, describe, login, Kind, Options, Report, Stack, COOKIE,
-};
+use crate::runner::Report;
+use crate::stack::{assert_nothing, assert_one, describe, login, Kind, Options, Stack, COOKIE};
 use crate::support::{idp::hidden_input, RawResponse};
 use crate::{cases, kind_cases};
 
