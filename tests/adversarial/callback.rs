@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crate::cases;
-use crate::stack::{session_set, Options, Report, Stack, COOKIE};
+use crate::runner::Report;
+use crate::stack::{session_set, Options, Stack, COOKIE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_callback() {

@@ -9,7 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::stack::{assert_nothing, describe, Kind, Options, Report, Stack, COOKIE};
+use crate::runner::Report;
+use crate::stack::{assert_nothing, describe, Kind, Options, Stack, COOKIE};
 use crate::support::RawConn;
 use crate::{cases, kind_cases};
 

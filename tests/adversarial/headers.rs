@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 
+use crate::runner::Report;
 use crate::stack::{
-    assert_nothing, assert_one, describe, lossy, Kind, Options, Report, Seen, Stack, COOKIE,
+    assert_nothing, assert_one, describe, lossy, Kind, Options, Seen, Stack, COOKIE,
 };
 use crate::support::binary;
 use crate::{cases, kind_cases};

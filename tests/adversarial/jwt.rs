@@ -12,7 +12,8 @@ use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
 
 use crate::cases;
 use crate::headers::jwt_claims;
-use crate::stack::{assert_one, describe, Kind, Options, Report, Stack, COOKIE, NAMED_HOST};
+use crate::runner::Report;
+use crate::stack::{assert_one, describe, Kind, Options, Stack, COOKIE, NAMED_HOST};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwts_we_issue() {

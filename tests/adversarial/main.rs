@@ -13,12 +13,15 @@ mod support;
 #[allow(dead_code, unreachable_pub)]
 mod redis_server;
 
+mod runner;
 mod stack;
 
 mod callback;
+mod connections;
 mod exhaustion;
 mod headers;
 mod http2;
+mod http2_limits;
 mod jwt;
 mod paths;
 mod redirects;

@@ -6,8 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::runner::Report;
 use crate::stack::{
-    assert_consistent, assert_nothing, assert_one, describe, lossy, Kind, Options, Report, Stack,
+    assert_consistent, assert_nothing, assert_one, describe, lossy, Kind, Options, Stack,
 };
 use crate::{cases, kind_cases};
 

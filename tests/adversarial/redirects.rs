@@ -8,7 +8,8 @@ use std::{
 };
 
 use crate::cases;
-use crate::stack::{assert_nothing, assert_one, session_set, Options, Report, Stack, COOKIE};
+use crate::runner::Report;
+use crate::stack::{assert_nothing, assert_one, session_set, Options, Stack, COOKIE};
 use crate::support::RawConn;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

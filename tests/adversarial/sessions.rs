@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use crate::redis_server::RedisServer;
-use crate::stack::{
-    assert_nothing, assert_one, describe, login, Kind, Options, Report, Stack, COOKIE,
-};
+use crate::runner::Report;
+use crate::stack::{assert_nothing, assert_one, describe, login, Kind, Options, Stack, COOKIE};
 use crate::support::{idp::hidden_input, RawResponse};
 use crate::{cases, kind_cases};
 
@@ -85,6 +84,10 @@ fn damaged(good: &str, other: &str) -> Vec<(String, String)> {
             format!("{} {}", &good[..n / 2], &good[n / 2..]),
         ),
     ]
+    .into_iter()
+    // Respellings of characters a ticket may not contain are no damage.
+    .filter(|(_, v)| v != good)
+    .collect()
 }
 
 /// A response with the request id and date taken out, for comparing shapes.

@@ -1,16 +1,16 @@
-//! Request smuggling and protocol edge cases over HTTP/1.1: conflicting or malformed
-//! framing, bodies that carry a second request (on routes answered by gatehouse itself),
-//! pipelining, trailers, upgrades that could open a tunnel, odd request lines, and upstream
-//! connections that still owe body bytes. The smuggled requests aim at the public route, so
-//! that one processed anywhere shows up at its upstream.
+//! Request smuggling over HTTP/1.1, one request at a time: conflicting or malformed framing,
+//! trailers, odd request lines, `Expect`. The smuggled requests aim at the public route, so
+//! that one processed anywhere shows up at its upstream. What spans several messages on a
+//! connection (pipelining, bodies of local answers, upgrades, owed bytes) is in `connections`.
 
 use std::{sync::Arc, time::Duration};
 
+use crate::kind_cases;
+use crate::runner::Report;
 use crate::stack::{
-    assert_consistent, assert_nothing, describe, lossy, Kind, Options, Report, Seen, Stack, COOKIE,
+    assert_consistent, assert_nothing, describe, lossy, Kind, Options, Seen, Stack,
 };
 use crate::support::RawConn;
-use crate::{cases, kind_cases};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_and_protocol() {
@@ -22,20 +22,9 @@ async fn smuggling_and_protocol() {
             kind_cases![
                 conflicting_framing_never_smuggles,
                 malformed_framing_is_refused,
-                pipelined_requests_are_each_authorized,
                 request_trailers_never_become_headers,
-                upgrades_never_open_a_tunnel,
                 odd_request_lines_are_refused_or_consistent,
                 expect_continue_is_only_sent_when_allowed,
-            ],
-        )
-        .await;
-    report
-        .each(
-            &s,
-            cases![
-                bodies_of_locally_answered_requests_are_never_requests,
-                connections_owing_body_bytes_are_never_reused,
             ],
         )
         .await;
@@ -43,12 +32,12 @@ async fn smuggling_and_protocol() {
 }
 
 /// The request hidden in a body: public, so that processing it anywhere is visible.
-fn smuggled(s: &Stack) -> String {
+pub(crate) fn smuggled(s: &Stack) -> String {
     format!("GET /open/smuggled HTTP/1.1\r\nHost: {}\r\n\r\n", s.host)
 }
 
 /// Status codes of every HTTP/1 response head in `bytes`.
-fn statuses(bytes: &[u8]) -> Vec<u16> {
+pub(crate) fn statuses(bytes: &[u8]) -> Vec<u16> {
     let text = String::from_utf8_lossy(bytes);
     let mut out = Vec::new();
     for (i, _) in text.match_indices("HTTP/1.") {
@@ -65,7 +54,7 @@ fn statuses(bytes: &[u8]) -> Vec<u16> {
 /// public probe request with `Connection: close`, which ends the exchange quickly and shows
 /// whether the connection was still in step). Returns the first status, the statuses after
 /// it, and what the upstreams saw (the probe left out).
-async fn converse(
+pub(crate) async fn converse(
     s: &Stack,
     first: &[u8],
     follow: Option<&[u8]>,
@@ -108,7 +97,7 @@ async fn converse(
 
 /// After the first answer, at most the probe's (200): nothing parsed out of a body.
 #[track_caller]
-fn assert_in_step(after: &[u16], what: &str) {
+pub(crate) fn assert_in_step(after: &[u16], what: &str) {
     assert!(
         after.is_empty() || after == [200],
         "{what}: answers after the first: {after:?}"
@@ -117,7 +106,7 @@ fn assert_in_step(after: &[u16], what: &str) {
 
 /// Nothing received anywhere was the smuggled request.
 #[track_caller]
-fn assert_not_smuggled(seen: &[Seen], what: &str) {
+pub(crate) fn assert_not_smuggled(seen: &[Seen], what: &str) {
     for one in seen {
         assert!(
             !one.path().contains("smuggled"),
@@ -131,7 +120,7 @@ fn assert_not_smuggled(seen: &[Seen], what: &str) {
 
 /// The kind's request line and headers (credentials, Host) without the final CRLF, and
 /// without `Connection` (framing tests keep the connection open).
-fn head(s: &Stack, k: Kind, method: &str, path: &str) -> String {
+pub(crate) fn head(s: &Stack, k: Kind, method: &str, path: &str) -> String {
     let creds = s.allowed(k).replace("Upgrade: websocket\r\n", "");
     let creds: String = creds
         .split("\r\n")
@@ -342,67 +331,6 @@ async fn malformed_framing_is_refused(s: Arc<Stack>, k: Kind) {
     assert_nothing(&seen, "HTTP/1.0 chunked");
 }
 
-async fn pipelined_requests_are_each_authorized(s: Arc<Stack>, k: Kind) {
-    let p = k.prefix();
-    let with = |path: &str| format!("{}\r\n", head(&s, k, "GET", path));
-    let without = |path: &str| {
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
-            s.host
-        )
-    };
-    // Credentials on the first only; then none; then into the vault with them.
-    let bytes = format!(
-        "{}{}{}",
-        with(&format!("{p}/one")),
-        without(&format!("{p}/two")),
-        with("/vault/three"),
-    );
-    let mark = s.mark();
-    let mut conn = RawConn::open(s.gh.addr).await;
-    conn.send(bytes.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        match conn.response().await {
-            Ok(r) => got.push(r.status),
-            Err(_) => break,
-        }
-    }
-    let seen = s.settled_since(&mark).await;
-    let two = if k.signed_in() { 401 } else { 200 };
-    let three = if k.signed_in() { 403 } else { 401 };
-    assert_eq!(got.first(), Some(&200), "{got:?}");
-    // A proxy may close after any response; each answer it gives is the right one.
-    for (i, (got, want)) in got.iter().zip([200, two, three]).enumerate() {
-        assert_eq!(*got, want, "pipelined request {} got {got}", i + 1);
-    }
-    let here: Vec<&str> = seen.iter().map(|x| x.path()).collect();
-    let mut want = vec![format!("{p}/one")];
-    if got.len() > 1 && !k.signed_in() {
-        want.push(format!("{p}/two"));
-    }
-    assert_eq!(here, want, "{}", describe(&seen));
-    // The other way round: the credential on the second only.
-    let bytes = format!("{}{}", without(&format!("{p}/a")), with(&format!("{p}/b")));
-    let mark = s.mark();
-    let mut conn = RawConn::open(s.gh.addr).await;
-    conn.send(bytes.as_bytes()).await.unwrap();
-    let first = conn.response().await.unwrap();
-    let second = conn.response().await;
-    let seen = s.settled_since(&mark).await;
-    if k.signed_in() {
-        assert_eq!(first.status, 401, "{}", first.dump());
-        if let Ok(r) = &second {
-            assert_eq!(r.status, 200, "{}", r.dump());
-        }
-        assert!(
-            seen.iter().all(|x| x.path() == format!("{p}/b")),
-            "{}",
-            describe(&seen)
-        );
-    }
-}
-
 async fn request_trailers_never_become_headers(s: Arc<Stack>, k: Kind) {
     let path = format!("{}/trailers", k.prefix());
     let req = format!(
@@ -426,52 +354,6 @@ Transfer-Encoding: identity\r\nHost: evil.example\r\nX-Forwarded-For: 10.0.0.1\r
             "{trailers}"
         );
         assert_eq!(one.req["body_len"], 5, "{}", one.raw_head());
-    }
-}
-
-async fn upgrades_never_open_a_tunnel(s: Arc<Stack>, k: Kind) {
-    let p = k.prefix();
-    let cookie = if k.signed_in() {
-        format!("Cookie: {COOKIE}={}\r\n", s.alice)
-    } else {
-        String::new()
-    };
-    let follow = format!(
-        "GET /vault/tunnel HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
-        s.host
-    );
-    for upgrade in [
-        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 1337\r\n",
-        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
-        "Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
-        "Upgrade: websocket, h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
-        "Upgrade: tls/1.2\r\nConnection: Upgrade\r\n",
-        "Upgrade: h2c\r\nConnection: Upgrade\r\n",
-    ] {
-        let req = format!(
-            "GET {p}/up HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{cookie}{upgrade}\r\n",
-            s.host
-        );
-        let (first, after, seen) = converse(&s, req.as_bytes(), Some(follow.as_bytes())).await;
-        let what = format!("{upgrade:?}");
-        assert!(first != Some(101) && !after.contains(&101), "{what}: switched protocols");
-        for one in &seen {
-            assert!(
-                !one.path().contains("tunnel"),
-                "{what}: the request after the upgrade went through a tunnel to {}",
-                one.upstream
-            );
-            for v in one.header("upgrade") {
-                assert!(
-                    k == Kind::Ws && v.eq_ignore_ascii_case("websocket"),
-                    "{what}: Upgrade: {v} reached {}",
-                    one.upstream
-                );
-            }
-        }
-        assert_consistent(&seen, &what);
-        // The request after it, if answered, was decided by gatehouse.
-        assert!(after.is_empty() || after == [401], "{what}: {after:?}");
     }
 }
 
@@ -571,160 +453,4 @@ async fn expect_continue_is_only_sent_when_allowed(s: Arc<Stack>, k: Kind) {
     let seen = s.since(&mark);
     assert_eq!(seen.len(), 1, "{}", describe(&seen));
     assert_eq!(seen[0].req["body_len"], 5);
-}
-
-async fn bodies_of_locally_answered_requests_are_never_requests(s: Arc<Stack>) {
-    let smuggle = smuggled(&s);
-    let bob = format!("Cookie: {COOKIE}={}\r\n", s.bob);
-    // (what, request line + headers before the framing, expected first status)
-    let local: Vec<(&str, String, u16)> = vec![
-        (
-            "401 (no session)",
-            format!(
-                "POST /admin/x HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n",
-                s.host
-            ),
-            401,
-        ),
-        (
-            "302 (browser login)",
-            format!(
-                "POST /admin/x HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\n",
-                s.host
-            ),
-            302,
-        ),
-        (
-            "403 (not in the group)",
-            format!("POST /admin/x HTTP/1.1\r\nHost: {}\r\n{bob}", s.host),
-            403,
-        ),
-        (
-            "401 on the WebSocket route",
-            format!("POST /ws/x HTTP/1.1\r\nHost: {}\r\n", s.host),
-            401,
-        ),
-        (
-            "400 (bad path)",
-            format!("POST /open/%2f HTTP/1.1\r\nHost: {}\r\n", s.host),
-            400,
-        ),
-        (
-            "404 (no route)",
-            "POST /x HTTP/1.1\r\nHost: nowhere.example\r\n".to_owned(),
-            404,
-        ),
-        (
-            "user endpoint",
-            format!("POST /.gatehouse/user HTTP/1.1\r\nHost: {}\r\n", s.host),
-            401,
-        ),
-        (
-            "JWKS",
-            format!(
-                "POST /.well-known/gatehouse/jwks.json HTTP/1.1\r\nHost: {}\r\n",
-                s.host
-            ),
-            200,
-        ),
-        (
-            "response route",
-            format!("POST /teapot HTTP/1.1\r\nHost: {}\r\n", s.host),
-            418,
-        ),
-        (
-            "redirect route",
-            format!("POST /moved/x HTTP/1.1\r\nHost: {}\r\n", s.host),
-            301,
-        ),
-        (
-            "sign-out without a session",
-            format!("POST /.gatehouse/sign_out HTTP/1.1\r\nHost: {}\r\n", s.host),
-            302,
-        ),
-        (
-            "programmatic login",
-            format!(
-                "POST /.gatehouse/api/v1/login HTTP/1.1\r\nHost: {}\r\n",
-                s.host
-            ),
-            400,
-        ),
-        (
-            "callback",
-            format!(
-                "POST /oauth2/callback?state=x&code=y HTTP/1.1\r\nHost: {}\r\n",
-                s.host
-            ),
-            400,
-        ),
-    ];
-    let chunked = format!("{:x}\r\n{smuggle}\r\n0\r\n\r\n", smuggle.len());
-    for (what, start, status) in &local {
-        for (framing, body) in [
-            (
-                format!("Content-Length: {}\r\n", smuggle.len()),
-                smuggle.clone(),
-            ),
-            ("Transfer-Encoding: chunked\r\n".to_owned(), chunked.clone()),
-            (
-                format!(
-                    "Content-Length: {}\r\nExpect: 100-continue\r\n",
-                    smuggle.len()
-                ),
-                smuggle.clone(),
-            ),
-        ] {
-            let req = format!("{start}{framing}\r\n{body}");
-            let (first, after, seen) = converse(&s, req.as_bytes(), None).await;
-            let label = format!("{what} with {framing:?}");
-            assert_eq!(first, Some(*status), "{label}");
-            assert_not_smuggled(&seen, &label);
-            // After it: the connection closed, or the next request was read as one.
-            assert_in_step(&after, &label);
-            assert_nothing(&seen, &label);
-        }
-    }
-}
-
-async fn connections_owing_body_bytes_are_never_reused(s: Arc<Stack>) {
-    let mark = s.mark();
-    // Clients that promise 100 bytes, send 40 and give up.
-    for _ in 0..3 {
-        let mut conn = RawConn::open(s.gh.addr).await;
-        let req = format!(
-            "POST /open/owe HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n{}",
-            s.host,
-            "x".repeat(40)
-        );
-        conn.send(req.as_bytes()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        drop(conn);
-    }
-    // Then ordinary requests, which may reuse pooled upstream connections.
-    for i in 0..6 {
-        let r = s.send(&s.anon("GET", &format!("/open/next-{i}"), "")).await;
-        assert_eq!(r.status, 200, "{}", r.dump());
-        assert_eq!(r.json()["path"], format!("/open/next-{i}"), "{}", r.dump());
-        assert_eq!(r.json()["body_len"], 0, "{}", r.dump());
-    }
-    let seen = s.settled_since(&mark).await;
-    for one in &seen {
-        let body = one.req["body"].as_str().unwrap_or_default();
-        assert!(
-            !body.contains("GET /open/next"),
-            "a request became the body of an unfinished one: {}",
-            one.raw_head()
-        );
-        assert!(
-            one.path() != "/open/owe" || one.req["body_len"] != 100,
-            "{}",
-            one.raw_head()
-        );
-    }
-    let next = seen
-        .iter()
-        .filter(|x| x.path().starts_with("/open/next-"))
-        .count();
-    assert_eq!(next, 6, "{}", describe(&seen));
 }
