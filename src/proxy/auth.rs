@@ -27,7 +27,9 @@ const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
 /// Handoff codes and sign-in hops expire after this.
 const HANDOFF_TTL: Duration = Duration::from_secs(60);
 /// Suffix of the login-state cookie's name.
-const LOGIN_COOKIE_SUFFIX: &str = "_login";
+pub(super) const LOGIN_COOKIE_SUFFIX: &str = "_login";
+/// Sealing context of the one-time handoff code in `/.gatehouse/callback?code=…`.
+const HANDOFF_CODE_CONTEXT: &[u8] = b"handoff-code";
 /// The query parameter a programmatic login's callback receives its token in.
 pub(super) const PROGRAMMATIC_TOKEN_PARAM: &str = "gatehouse_token";
 
@@ -111,8 +113,12 @@ pub(super) async fn identify(
         return Identity::Anonymous;
     };
     let lookup = match auth.sessions.load_cached(&ticket, now) {
-        Some(hit) => hit,
+        Some(hit) => {
+            auth.metrics.session_cache_hits.inc();
+            hit
+        }
         None => {
+            auth.metrics.session_cache_misses.inc();
             let sessions = Arc::clone(&auth.sessions);
             auth.run(async move { sessions.load(&ticket, now).await })
                 .await
@@ -181,10 +187,11 @@ pub(super) fn strip_our_cookies(value: &HeaderValue, name: &str) -> Option<Optio
 }
 
 /// Whether the Authorization header carried the credential this request was identified by
-/// (gatehouse's bearer token or a workload JWT addressed to gatehouse): never forwarded.
+/// (any ticket of ours, a browser session's included, or a workload JWT addressed to
+/// gatehouse): never forwarded. A request with a session and a bearer token was identified by
+/// that token, since a cookie together with one is refused.
 pub(super) fn carries_our_bearer(req: &RequestHeader, identity: &Identity) -> bool {
-    matches!(identity, Identity::Session(l) if l.record.kind != SessionKind::Browser)
-        && bearer_token(req).is_some()
+    matches!(identity, Identity::Session(_)) && bearer_token(req).is_some()
 }
 
 // === reserved paths ===
@@ -655,9 +662,11 @@ async fn callback(
         )
         .await;
     }
+    // The code travels sealed: a forged one is refused without a store lookup.
     let location = format!(
         "{return_origin}/.gatehouse/callback?code={}",
-        hex::encode(code)
+        keys.sealer
+            .seal(Purpose::SignIn, HANDOFF_CODE_CONTEXT, &code)
     );
     redirect(session, ctx, &location, vec![clear_login]).await
 }
@@ -676,8 +685,9 @@ async fn handoff(
     origin: &Origin,
 ) -> pingora_error::Result<()> {
     let Env { auth, keys, config } = env;
+    // Only codes this fleet sealed reach the store: unauthenticated traffic never does.
     let code = query_param(origin.query.as_deref(), "code")
-        .and_then(|c| hex::decode(c).ok())
+        .and_then(|c| keys.sealer.open(Purpose::SignIn, HANDOFF_CODE_CONTEXT, &c))
         .and_then(|c| <[u8; 32]>::try_from(c).ok());
     let Some(code) = code else {
         return respond::error_page(session, ctx, 400, Some("handoff-code-invalid")).await;
@@ -794,7 +804,8 @@ pub(super) fn programmatic_target_allowed(target: &str, whitelist: &[String]) ->
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
-    // WHATWG also finds a host in `http:/x` and `http:x`; RFC 3986 only after `scheme://`.
+    // `scheme://` spelled out: WHATWG also finds a host (and user info) in `http:/x` and
+    // `http:x`; RFC 3986 only after `scheme://`.
     let Some((scheme, after_scheme)) = target.split_once("://") else {
         return false;
     };
