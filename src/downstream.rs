@@ -1,5 +1,6 @@
-//! The downstream connection handler in front of the proxy: it gives every HTTP/1
-//! connection a total request-header deadline ([`HeaderDeadline`]) and, on a plain listener,
+//! The downstream connection handler in front of the proxy: it gives every connection a
+//! total request-header deadline ([`HeaderDeadline`]; on HTTP/2, per header block) and, on a
+//! plain listener,
 //! sends connections that open with the HTTP/2 preface (h2c) to an HTTP/2-enabled copy of
 //! the proxy. Pingora would otherwise peek for that preface before *every* request of a
 //! kept-alive connection (an extra syscall each; ~13% of req/s measured), although a
@@ -31,7 +32,7 @@ pub struct Downstream<A> {
 impl<A> Downstream<A> {
     /// `http1` serves HTTP/1 and TLS (ALPN) connections; `h2c`, when given, serves cleartext
     /// connections that start with the HTTP/2 preface. `header_timeout` bounds reading each
-    /// HTTP/1 request header.
+    /// HTTP/1 request header, and each HTTP/2 header block.
     /// Every connection counts in `shared` while it is served (for the SIGTERM drain).
     pub fn new(shared: Arc<Shared>, http1: A, h2c: Option<A>, header_timeout: Duration) -> Self {
         let counted = Arc::clone(&shared);
@@ -81,6 +82,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
                     tokio::time::timeout_at(deadline, peek).await.ok()?.ok()?
                 };
                 if peeked && preface == H2_PREFACE {
+                    let stream: Stream =
+                        Box::new(HeaderDeadline::h2c(stream, self.header_timeout, deadline));
                     return h2c.process_new(stream, shutdown).await;
                 }
             }

@@ -5,8 +5,10 @@
 //! longer than the deadline from their first byte.
 //!
 //! The stream follows the HTTP/1 exchange from the bytes that pass through it: the first
-//! byte after a response starts a header phase, `\r\n\r\n` ends it. HTTP/2 connections (by
-//! ALPN or the h2c preface) and upgraded ones (a `101` response) are left alone.
+//! byte after a response starts a header phase, `\r\n\r\n` ends it. On HTTP/2 connections (by
+//! ALPN, or h2c connections handed over with [`HeaderDeadline::h2c`]) the same deadline
+//! bounds the connection preface and every header block ([`h2_frames`]). Upgraded connections
+//! (a `101` response) are left alone.
 //!
 //! The same stream hands every complete request head to [`raw_head::check`] before the
 //! parser sees its end: a refused head is answered here (status, JSON body, request id,
@@ -36,6 +38,9 @@ use tokio::{
 
 use crate::raw_head::{self, Rejection};
 
+mod h2_frames;
+use h2_frames::H2Frames;
+
 /// Called with the status of every head refused by [`raw_head::check`] (for metrics).
 pub type RejectHook = Arc<dyn Fn(u16) + Send + Sync>;
 
@@ -52,7 +57,9 @@ enum Phase {
     Headers { deadline: Instant, matched: u8 },
     /// The header is complete; body bytes and the response follow.
     Body,
-    /// HTTP/2 or an upgraded connection: no deadline.
+    /// HTTP/2: the preface and each header block are due within the deadline.
+    H2(H2Frames),
+    /// An upgraded connection, or HTTP/2 where this stream cannot follow it: no deadline.
     Off,
 }
 
@@ -84,10 +91,10 @@ enum Seen {
 // === impl HeaderDeadline ===
 
 impl HeaderDeadline {
-    /// Wraps `inner`; HTTP/2 negotiated by ALPN is exempt from the start.
+    /// Wraps `inner`; HTTP/2 negotiated by ALPN is followed frame by frame from the start.
     pub fn new(inner: Stream, timeout: Duration) -> Self {
         let phase = if matches!(inner.selected_alpn_proto(), Some(ALPN::H2)) {
-            Phase::Off
+            Phase::H2(H2Frames::new(None))
         } else {
             Phase::Idle
         };
@@ -120,18 +127,41 @@ impl HeaderDeadline {
     /// one that sends slowly. Exemptions as in [`HeaderDeadline::new`].
     pub fn first_request(inner: Stream, timeout: Duration, deadline: Instant) -> Self {
         let mut wrapped = Self::new(inner, timeout);
-        if wrapped.phase == Phase::Idle {
-            wrapped.phase = Phase::Headers {
+        wrapped.phase = match wrapped.phase {
+            Phase::Idle => Phase::Headers {
                 deadline,
                 matched: 0,
-            };
-        }
+            },
+            Phase::H2(_) => Phase::H2(H2Frames::new(Some(deadline))),
+            other => other,
+        };
         wrapped
+    }
+
+    /// Wraps a cleartext connection that starts with the HTTP/2 preface (h2c), still unread:
+    /// the preface is due by `deadline`, then each header block within `timeout`.
+    pub fn h2c(inner: Stream, timeout: Duration, deadline: Instant) -> Self {
+        let mut wrapped = Self::new(inner, timeout);
+        wrapped.phase = Phase::H2(H2Frames::new(Some(deadline)));
+        wrapped
+    }
+
+    /// When the current request header (or HTTP/2 preface or header block) is due.
+    fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Headers { deadline, .. } => Some(deadline),
+            Phase::H2(frames) => frames.deadline(),
+            Phase::Idle | Phase::Body | Phase::Off => None,
+        }
     }
 
     /// Advances the phase over bytes just read.
     fn saw(&mut self, bytes: &[u8]) -> Seen {
         if bytes.is_empty() {
+            return Seen::Other;
+        }
+        if let Phase::H2(frames) = &mut self.phase {
+            frames.advance(bytes, self.timeout);
             return Seen::Other;
         }
         let (deadline, mut matched) = match self.phase {
@@ -141,7 +171,7 @@ impl HeaderDeadline {
             }
             Phase::Idle => (Instant::now() + self.timeout, 0u8),
             Phase::Headers { deadline, matched } => (deadline, matched),
-            Phase::Body | Phase::Off => return Seen::Other,
+            Phase::Body | Phase::H2(_) | Phase::Off => return Seen::Other,
         };
         // `matched` is 1 right after a line feed (a CR may follow); a second line feed
         // there is the empty line that ends the header (`\r\n\r\n`, or `\n\n` which
@@ -230,7 +260,7 @@ impl HeaderDeadline {
 
     /// Whether the header deadline has passed, arming the timer to wake this task at it.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Phase::Headers { deadline, .. } = self.phase else {
+        let Some(deadline) = self.deadline() else {
             return false;
         };
         let timer = self
@@ -282,7 +312,7 @@ impl AsyncRead for HeaderDeadline {
         if this.rejecting.is_some() {
             return this.poll_reject(cx);
         }
-        if let Phase::Headers { deadline, .. } = this.phase {
+        if let Some(deadline) = this.deadline() {
             if Instant::now() >= deadline {
                 return Poll::Ready(Err(timed_out()));
             }
