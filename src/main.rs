@@ -8,6 +8,7 @@ use std::{
 use clap::{Parser, Subcommand};
 
 // glibc malloc showed up at ~15% of a proxy core under load; mimalloc is the usual cure.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -538,8 +538,10 @@ impl ProxyHttp for Gatehouse {
         session.set_keepalive(Some(snap.config.timeout_idle.as_secs()));
         let auth = &self.shared.auth;
         let now = SystemTime::now();
-        let identity =
-            auth::identify(auth, &snap.keys, &snap.config, session.req_header(), now).await;
+        let auth::Caller {
+            identity,
+            bearer_is_ours,
+        } = auth::identify(auth, &snap.keys, &snap.config, session.req_header(), now).await;
         let next = self.decide(session, ctx, &snap, &identity);
         let show_details = ctx
             .route
@@ -561,7 +563,7 @@ impl ProxyHttp for Gatehouse {
             }
             Next::Forward(permit) => {
                 let req = session.req_header();
-                ctx.strip_authorization = auth::carries_our_bearer(req, &identity);
+                ctx.strip_authorization = bearer_is_ours;
                 let identity_headers = match (&identity, ctx.route) {
                     (Identity::Session(loaded), Some(route)) if permit => {
                         identity_headers(&snap, route, loaded, req, now)

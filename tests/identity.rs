@@ -365,7 +365,7 @@ async fn programmatic_login_gives_a_bearer_token_for_loopback_clients_only() {
         ["alice@example.com"]
     );
 
-    // A cookie and a bearer token together: 400.
+    // Our cookie and our bearer token together: 400 (ambiguous).
     let r = api
         .get(format!("{}/app", s.origin))
         .bearer_auth(&token)

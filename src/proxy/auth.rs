@@ -47,8 +47,16 @@ pub(super) enum Identity {
     Session(Arc<Loaded>),
     /// A session cookie we could not check: the store is down and it is not cached.
     Unavailable,
-    /// Both a session cookie and a bearer token: refused (400).
+    /// Both a session cookie and a bearer token of ours: refused (400).
     Conflict,
+}
+
+/// Who is calling, and whether the request's bearer token is a credential of ours (a ticket,
+/// or a workload JWT gatehouse accepted): then it is never forwarded upstream. Any other
+/// bearer token is the upstream's own and passes through.
+pub(super) struct Caller {
+    pub identity: Identity,
+    pub bearer_is_ours: bool,
 }
 
 /// gatehouse's own paths.
@@ -78,13 +86,22 @@ pub(super) struct Origin {
 
 /// Reads the session cookie or bearer token. No credential → anonymous without any I/O; a
 /// cached session → no I/O either.
+///
+/// A bearer token of ours (a ticket, or a workload JWT from `identity_providers`) identifies
+/// the caller; together with our session cookie it is ambiguous and refused. A bearer token
+/// that is not ours belongs to the upstream (an API behind gatehouse with tokens of its own,
+/// called from a signed-in browser): the cookie identifies the caller and the token passes.
 pub(super) async fn identify(
     auth: &Arc<Auth>,
     keys: &AuthKeys,
     config: &Config,
     req: &RequestHeader,
     now: SystemTime,
-) -> Identity {
+) -> Caller {
+    let ours = |identity| Caller {
+        identity,
+        bearer_is_ours: true,
+    };
     let cookie_name = config.identity.cookie_name.as_str();
     let mut cookie_present = false;
     let mut ticket = None;
@@ -95,23 +112,36 @@ pub(super) async fn identify(
         }
     }
     if let Some(bearer) = bearer_token(req) {
-        if cookie_present {
-            return Identity::Conflict;
+        if let Some(bearer_ticket) = Ticket::open(&keys.sealer, bearer) {
+            if cookie_present {
+                return ours(Identity::Conflict);
+            }
+            return ours(load(auth, bearer_ticket, now).await);
         }
-        ticket = Ticket::open(&keys.sealer, bearer);
         let issuers = &config.identity.identity_providers;
-        if ticket.is_none() && !issuers.is_empty() {
+        if !issuers.is_empty() {
             let own_kids = keys.assertions.keys().kids().map(str::to_owned).collect();
-            return match auth.machine(bearer, issuers, own_kids, now).await {
-                MachineLookup::Found(loaded) => Identity::Session(loaded),
-                MachineLookup::Invalid => Identity::Anonymous,
-                MachineLookup::Unavailable => Identity::Unavailable,
-            };
+            match auth.machine(bearer, issuers, own_kids, now).await {
+                MachineLookup::Found(_) if cookie_present => return ours(Identity::Conflict),
+                MachineLookup::Found(loaded) => return ours(Identity::Session(loaded)),
+                // Whether it is ours cannot be told now: not forwarded, and no identity.
+                MachineLookup::Unavailable => return ours(Identity::Unavailable),
+                MachineLookup::Invalid => {}
+            }
         }
     }
-    let Some(ticket) = ticket else {
-        return Identity::Anonymous;
+    let identity = match ticket {
+        Some(ticket) => load(auth, ticket, now).await,
+        None => Identity::Anonymous,
     };
+    Caller {
+        identity,
+        bearer_is_ours: false,
+    }
+}
+
+/// The session a ticket names: from the cache, else from the store.
+async fn load(auth: &Arc<Auth>, ticket: Ticket, now: SystemTime) -> Identity {
     let lookup = match auth.sessions.load_cached(&ticket, now) {
         Some(hit) => {
             auth.metrics.session_cache_hits.inc();
@@ -184,14 +214,6 @@ pub(super) fn strip_our_cookies(value: &HeaderValue, name: &str) -> Option<Optio
         return Some(None);
     }
     Some(HeaderValue::from_bytes(&kept).ok())
-}
-
-/// Whether the Authorization header carried the credential this request was identified by
-/// (any ticket of ours, a browser session's included, or a workload JWT addressed to
-/// gatehouse): never forwarded. A request with a session and a bearer token was identified by
-/// that token, since a cookie together with one is refused.
-pub(super) fn carries_our_bearer(req: &RequestHeader, identity: &Identity) -> bool {
-    matches!(identity, Identity::Session(_)) && bearer_token(req).is_some()
 }
 
 // === reserved paths ===

@@ -23,7 +23,8 @@ async fn cookies_and_sessions() {
             &s,
             kind_cases![
                 damaged_cookies_are_no_session_with_one_answer,
-                a_cookie_and_a_bearer_together_are_refused,
+                a_cookie_and_a_bearer_of_ours_together_are_refused,
+                an_upstream_bearer_beside_our_cookie_passes_through,
                 a_login_state_cookie_is_no_session,
             ],
         )
@@ -195,13 +196,12 @@ async fn damaged_cookies_are_no_session_with_one_answer(s: Arc<Stack>, k: Kind) 
     }
 }
 
-async fn a_cookie_and_a_bearer_together_are_refused(s: Arc<Stack>, k: Kind) {
+async fn a_cookie_and_a_bearer_of_ours_together_are_refused(s: Arc<Stack>, k: Kind) {
     let mark = s.mark();
     for (cookie, bearer) in [
         (s.alice.clone(), s.alice.clone()),
         (s.alice.clone(), s.bob.clone()),
         (s.bob.clone(), s.alice.clone()),
-        (s.alice.clone(), "opaque-app-token".to_owned()),
         ("junk".to_owned(), s.alice.clone()),
     ] {
         let req = format!(
@@ -219,6 +219,46 @@ async fn a_cookie_and_a_bearer_together_are_refused(s: Arc<Stack>, k: Kind) {
         );
     }
     assert_nothing(&s.settled_since(&mark).await, "cookie and bearer");
+}
+
+/// A bearer token that is not ours is the upstream's own credential (an API with tokens of
+/// its own, called from a signed-in browser): the cookie identifies the caller, the token
+/// reaches the upstream unchanged, our cookie does not.
+async fn an_upstream_bearer_beside_our_cookie_passes_through(s: Arc<Stack>, k: Kind) {
+    let token = "opaque-app-token.eyJ1c2VyIjoiYm9iIn0";
+    let mark = s.mark();
+    let req = format!(
+        "GET {}/x HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{}Cookie: {COOKIE}={}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        k.prefix(),
+        s.host,
+        handshake(&s, k),
+        s.alice,
+    );
+    let r = s.send(req.as_bytes()).await;
+    assert_eq!(
+        r.status,
+        k.ok(),
+        "cookie + an upstream's bearer:\n{}",
+        r.dump()
+    );
+    let seen = assert_one(
+        &s.settled_since(&mark).await,
+        k.upstream(),
+        "upstream bearer",
+    );
+    assert_eq!(seen.header("authorization"), [format!("Bearer {token}")]);
+    assert!(
+        seen.header("cookie").iter().all(|c| !c.contains(COOKIE)),
+        "our cookie reached the upstream: {:?}",
+        seen.header("cookie")
+    );
+    if k.signed_in() {
+        assert_eq!(
+            seen.header("x-user-email"),
+            ["alice@example.com"],
+            "identified by the cookie"
+        );
+    }
 }
 
 /// Starts a login; returns the login-state cookie's value.
