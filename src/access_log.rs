@@ -37,11 +37,13 @@ pub enum Field {
     Email,
     Decision,
     Reasons,
+    /// Why proxying failed (upstream error kind, `client`, `internal`), else null.
+    Error,
     UserAgent,
 }
 
 /// The fields of a line when `access_log_fields` is not set: all but the user agent.
-pub const DEFAULT_FIELDS: [Field; 17] = [
+pub const DEFAULT_FIELDS: [Field; 18] = [
     Field::Time,
     Field::RequestId,
     Field::Route,
@@ -59,6 +61,7 @@ pub const DEFAULT_FIELDS: [Field; 17] = [
     Field::Email,
     Field::Decision,
     Field::Reasons,
+    Field::Error,
 ];
 
 /// Field names, and the Pomerium names accepted for the same thing.
@@ -84,6 +87,7 @@ const NAMES: &[(&str, Field)] = &[
     ("email", Field::Email),
     ("decision", Field::Decision),
     ("reasons", Field::Reasons),
+    ("error", Field::Error),
     ("user-agent", Field::UserAgent),
 ];
 
@@ -110,6 +114,7 @@ pub struct Entry<'a> {
     /// endpoints).
     pub decision: Option<&'static str>,
     pub reasons: Reasons,
+    pub error: Option<&'static str>,
     pub user_agent: Option<&'a str>,
 }
 
@@ -141,6 +146,7 @@ impl Field {
             Field::Email => "email",
             Field::Decision => "decision",
             Field::Reasons => "reasons",
+            Field::Error => "error",
             Field::UserAgent => "user_agent",
         }
     }
@@ -226,6 +232,7 @@ pub fn format_line(fields: &[Field], e: &Entry<'_>, out: &mut String) {
                 }
                 out.push(']');
             }
+            Field::Error => string(out, e.error),
             Field::UserAgent => string(out, e.user_agent),
         }
     }

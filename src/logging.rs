@@ -14,8 +14,12 @@ pub fn init(level: LogLevel) {
         LogLevel::Trace => "trace",
     };
     // Pingora logs every client disconnect at error level through `log`; keep it at warn.
+    // Its connection pool logs a race it recovers from (a new connection is made) at error,
+    // up to hundreds of times a minute under load: off.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{default},pingora_core=warn,pingora_proxy=warn"))
+        EnvFilter::new(format!(
+            "{default},pingora_core=warn,pingora_proxy=warn,pingora_core::connectors=off"
+        ))
     });
     let _ = fmt()
         .json()

@@ -507,6 +507,7 @@ fn write_access_line(
         email: subject.and_then(|s| s.email.as_deref()),
         decision,
         reasons,
+        error: ctx.error,
         user_agent: req
             .headers
             .get(http::header::USER_AGENT)
@@ -827,6 +828,12 @@ impl ProxyHttp for Gatehouse {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let status = respond::status_for_error(e);
+        ctx.error = Some(match e.esource() {
+            pingora_error::ErrorSource::Upstream => upstream_error_kind(e).as_str(),
+            pingora_error::ErrorSource::Downstream => "client",
+            _ if e.etype() == &respond::NO_HEALTHY_UPSTREAM => "no_healthy_backend",
+            _ => "internal",
+        });
         if e.etype() == &respond::NO_HEALTHY_UPSTREAM {
             if let Some(snap) = ctx.snapshot.as_ref() {
                 snap.route_metrics(ctx.route)
@@ -841,6 +848,15 @@ impl ProxyHttp for Gatehouse {
             error_code: status,
             can_reuse_downstream: false,
         }
+    }
+
+    /// Pingora logs every failed request at ERROR. Upstream and client failures are in the
+    /// access line (`error`) and `gatehouse_upstream_errors_total` already; a line each would
+    /// flood the log during an upstream outage (one per request, ~600 bytes). Internal errors
+    /// are still logged.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        !matches!(ctx.error, Some("internal") | None)
+            && !matches!(e.esource(), pingora_error::ErrorSource::Internal)
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -292,6 +292,15 @@ async fn metrics_and_access_log_follow_a_scripted_sequence() {
             >= allowed["upstream_duration_ms"].as_f64().unwrap()
     );
     assert!(allowed["bytes_sent"].as_u64().unwrap() > 0);
+    assert_eq!(allowed["error"], serde_json::Value::Null);
+    // A failed upstream is in its access line, and Pingora's own ERROR line per failed
+    // request is not written (it would flood the log during an outage).
+    let broken_line = lines
+        .iter()
+        .find(|l| l["status"] == 502)
+        .unwrap_or_else(|| panic!("no access line for the dead upstream:\n{log}"));
+    assert_eq!(broken_line["error"], "connect_refused", "{broken_line}");
+    assert!(!log.contains("Fail to proxy"), "{log}");
     assert!(
         lines.iter().any(|l| l["path"] == "/oauth2/callback"),
         "callback logged"

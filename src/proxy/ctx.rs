@@ -55,6 +55,9 @@ pub struct RequestCtx {
     pub upstream_elapsed: Option<Duration>,
     /// The address of the backend that answered (kept after `selected` is released).
     pub upstream_addr: Option<std::net::SocketAddr>,
+    /// Why proxying failed, for the access log (an upstream error kind, `client` or
+    /// `internal`).
+    pub error: Option<&'static str>,
 }
 
 /// A request id: generated (fixed-size, no allocation) or kept from a trusted peer.
@@ -90,6 +93,7 @@ impl RequestCtx {
             upstream_started: None,
             upstream_elapsed: None,
             upstream_addr: None,
+            error: None,
         }
     }
 
