@@ -67,9 +67,8 @@ zero-downtime: deps ## Reloads, binary upgrade and SIGTERM drain under load (par
 	set -o pipefail; $(CARGO) test --test lifecycle -- --nocapture --test-threads=2 2>&1 | grep -E '^(ZERO-DOWNTIME|test |test result)'
 
 SOAK_SECONDS ?= 1800
-soak: release ## Soak at half the measured max rate through an authenticated route (SOAK_SECONDS=1800); RSS growth < 5%, no errors
-	@command -v wrk >/dev/null && command -v nginx >/dev/null || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; $$sudo apt-get install -y -qq nginx-light wrk; }
-	PATH="$$(dirname "$$(loadtest/k6/install.sh)"):$$PATH" SOAK_SECONDS=$(SOAK_SECONDS) GATEHOUSE_BIN=$(BIN_RELEASE) scripts/soak.sh
+soak: deps release ## Soak at half the measured max rate through an authenticated route (SOAK_SECONDS=1800); RSS growth < 5%, no errors
+	SOAK_SECONDS=$(SOAK_SECONDS) GATEHOUSE_BIN=$(BIN_RELEASE) scripts/soak.sh
 
 check-config: ## Run `gatehouse check` on every shipped config (and so every shipped policy)
 	@scripts/example-certs.sh
