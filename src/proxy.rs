@@ -135,6 +135,11 @@ impl Gatehouse {
             }
         }
         let policy = &route.access.compiled;
+        // The policy decides on the request's method; an upstream that honours a method
+        // override would run another one (GET allowed, `X-HTTP-Method-Override: DELETE` run).
+        if policy.facts_read().contains(FactSet::METHOD) && has_method_override(session) {
+            return Next::Answer(400, Some("method-override"));
+        }
         let loaded = match identity {
             Identity::Session(loaded) => Some(loaded),
             Identity::Anonymous => None,
@@ -435,6 +440,26 @@ fn redirect_location(
         host.to_owned()
     };
     format!("{scheme}://{host}{port}{path}{query}")
+}
+
+/// Headers by which frameworks let a request name another method than its own.
+const METHOD_OVERRIDE_HEADERS: [&str; 3] =
+    ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Whether the request names another method: an override header, or `_method` in the query
+/// of a POST (Symfony reads it there; a `_method` in a form body cannot be seen here).
+fn has_method_override(session: &Session) -> bool {
+    let req = session.req_header();
+    METHOD_OVERRIDE_HEADERS
+        .iter()
+        .any(|name| req.headers.contains_key(*name))
+        || (req.method == http::Method::POST
+            && req.uri.query().is_some_and(|q| {
+                q.split('&').any(|pair| {
+                    let name = pair.split('=').next().unwrap_or_default();
+                    name.eq_ignore_ascii_case("_method") || name.eq_ignore_ascii_case("%5Fmethod")
+                })
+            }))
 }
 
 /// The metrics label of a failed upstream attempt.
