@@ -6,7 +6,7 @@ BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/gatehouse
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/gatehouse
 CONFIGS := $(wildcard config/*.yaml)
 
-.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-scale bench-smoke bench-micro loadtest faults zero-downtime soak fuzz clean
+.PHONY: help deps build release run test lint fmt check-config policy-test bench bench-scale bench-smoke bench-micro loadtest faults zero-downtime soak fuzz fuzz-cmin clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -88,6 +88,12 @@ fuzz: ## libFuzzer (nightly + cargo-fuzz), every target in turn: make fuzz [SECO
 		if [ -d fuzz/regressions/$$t ]; then dirs="$$dirs regressions/$$t"; fi; \
 		echo "== fuzz $$t for $(SECONDS)s; new inputs go to $(FUZZ_FOUND)/$$t"; \
 		(cd fuzz && cargo +nightly fuzz run $$t $(FUZZ_FOUND)/$$t $$dirs -- -max_total_time=$(SECONDS)); \
+	done
+
+fuzz-cmin: ## Fold what make fuzz found into fuzz/corpus, keeping inputs that reach gatehouse code
+	@set -e; for t in $(TARGET); do \
+		dirs=""; if [ -d $(FUZZ_FOUND)/$$t ]; then dirs=$(FUZZ_FOUND)/$$t; fi; \
+		python3 fuzz/cmin.py $$t $$dirs; \
 	done
 
 clean: ## Remove build output
