@@ -30,6 +30,12 @@ const TICKET_LEN: usize = 1 + 16 + 32 + 8;
 /// How long a cached session is trusted without a store read while invalidations cannot
 /// reach this instance (the subscription is down).
 const UNSUBSCRIBED_TTL: Duration = Duration::from_secs(5);
+/// For this long after the store failed to answer, a read that has a cached copy to fall
+/// back on waits at most [`FALLBACK_WAIT`] for the store: a frozen store costs such a request
+/// 50 ms, not the whole store timeout, while an answer (the session ended elsewhere) still
+/// wins whenever the store gives one.
+const STORE_DOWN_WINDOW: Duration = Duration::from_secs(1);
+const FALLBACK_WAIT: Duration = Duration::from_millis(50);
 
 /// The client's half of a session: which record, and the key that opens it.
 #[derive(Clone, PartialEq, Eq)]
@@ -132,6 +138,8 @@ pub struct Sessions {
     /// Cached sessions loaded before this point (nanoseconds after `created`) may have
     /// missed an invalidation: they are re-read, and serve only while the store cannot answer.
     missed_before_ns: AtomicU64,
+    /// Until when (nanoseconds after `created`) the store is taken to be down.
+    down_until_ns: AtomicU64,
     created: Instant,
 }
 
@@ -277,6 +285,7 @@ impl Sessions {
         Arc::new(Sessions {
             subscribed: AtomicBool::new(store.kind() == "memory"),
             missed_before_ns: AtomicU64::new(0),
+            down_until_ns: AtomicU64::new(0),
             created: Instant::now(),
             store,
             cache: Cache::builder()
@@ -328,7 +337,15 @@ impl Sessions {
             return hit;
         }
         let cached = self.cache.get(&ticket.id).filter(|l| l.opened_by(ticket));
-        match self.store.get(&ticket.id).await {
+        let read = self.store.get(&ticket.id);
+        let answer = if cached.as_ref().is_some_and(|l| l.expires > now) && self.store_down() {
+            tokio::time::timeout(FALLBACK_WAIT, read)
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("still down".into())))
+        } else {
+            read.await
+        };
+        match answer {
             Ok(Some(sealed)) => match SessionRecord::open(&sealed, &ticket.id, &ticket.secret) {
                 Some(record) if record.remaining(now) > Duration::ZERO => {
                     let loaded = Arc::new(Loaded::new(ticket, record));
@@ -347,6 +364,7 @@ impl Sessions {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "session store unavailable");
+                self.mark_store_down();
                 match cached {
                     Some(loaded) if loaded.expires > now => Lookup::Found(loaded),
                     _ => Lookup::Unavailable,
@@ -372,6 +390,20 @@ impl Sessions {
         } else {
             Lookup::Missing
         })
+    }
+
+    fn nanos_since_created(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a store read failed less than [`STORE_DOWN_WINDOW`] ago.
+    fn store_down(&self) -> bool {
+        self.down_until_ns.load(Ordering::Acquire) > self.nanos_since_created()
+    }
+
+    fn mark_store_down(&self) {
+        let until = self.nanos_since_created() + STORE_DOWN_WINDOW.as_nanos() as u64;
+        self.down_until_ns.fetch_max(until, Ordering::AcqRel);
     }
 
     /// Makes every session cached until now be re-read before it is served again.

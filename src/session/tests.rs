@@ -9,10 +9,12 @@ use tokio::sync::broadcast;
 use super::store::{LockToken, StoreHealth, StoreOptions};
 use super::*;
 
-/// The memory store, with `get` failing while `down` and subscription events from `events`.
+/// The memory store, with `get` failing while `down`, never answering while `frozen`, and
+/// subscription events from `events`.
 struct Flaky {
     inner: Arc<dyn SessionStore>,
     down: AtomicBool,
+    frozen: AtomicBool,
     events: broadcast::Sender<StoreEvent>,
 }
 
@@ -21,6 +23,9 @@ impl SessionStore for Flaky {
     async fn get(&self, id: &SessionId) -> Result<Option<bytes::Bytes>, StoreError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("down for the test".into()));
+        }
+        if self.frozen.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
         }
         self.inner.get(id).await
     }
@@ -92,6 +97,7 @@ async fn cached_sessions_survive_the_subscription_coming_back_before_the_store()
     let flaky = Arc::new(Flaky {
         inner: store::open("memory", StoreOptions::default()).unwrap(),
         down: AtomicBool::new(false),
+        frozen: AtomicBool::new(false),
         events: broadcast::channel(16).0,
     });
     let sessions = Sessions::new(Arc::clone(&flaky) as Arc<dyn SessionStore>, 100);
@@ -137,6 +143,7 @@ async fn an_unreadable_record_leaves_no_fallback() {
     let flaky = Arc::new(Flaky {
         inner: store::open("memory", StoreOptions::default()).unwrap(),
         down: AtomicBool::new(false),
+        frozen: AtomicBool::new(false),
         events: broadcast::channel(16).0,
     });
     let sessions = Sessions::new(Arc::clone(&flaky) as Arc<dyn SessionStore>, 100);
@@ -163,4 +170,46 @@ async fn an_unreadable_record_leaves_no_fallback() {
         sessions.load(&ticket, now).await,
         Lookup::Unavailable
     ));
+}
+
+#[tokio::test]
+async fn after_a_failure_a_frozen_store_costs_a_cached_session_only_the_short_wait() {
+    let flaky = Arc::new(Flaky {
+        inner: store::open("memory", StoreOptions::default()).unwrap(),
+        down: AtomicBool::new(false),
+        frozen: AtomicBool::new(false),
+        events: broadcast::channel(16).0,
+    });
+    let sessions = Sessions::new(Arc::clone(&flaky) as Arc<dyn SessionStore>, 100);
+    sessions.listen();
+    deliver(&flaky, StoreEvent::SubscriptionUp).await;
+    let now = SystemTime::now();
+    let ticket = sessions.create(&record(now), now).await.unwrap();
+    let other = sessions.create(&record(now), now).await.unwrap();
+    assert!(matches!(
+        sessions.load(&ticket, now).await,
+        Lookup::Found(_)
+    ));
+    assert!(matches!(sessions.load(&other, now).await, Lookup::Found(_)));
+    // Invalidations may have been missed: cached copies are re-read from now on.
+    deliver(&flaky, StoreEvent::SubscriptionDown).await;
+    deliver(&flaky, StoreEvent::SubscriptionUp).await;
+
+    // One read fails; the store then hangs instead of failing (SIGSTOP).
+    flaky.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        sessions.load(&ticket, now).await,
+        Lookup::Found(_)
+    ));
+    flaky.down.store(false, Ordering::SeqCst);
+    flaky.frozen.store(true, Ordering::SeqCst);
+    let answer = tokio::time::timeout(Duration::from_millis(500), sessions.load(&other, now))
+        .await
+        .expect("a cached session waited for a frozen store");
+    assert!(matches!(answer, Lookup::Found(_)));
+
+    // Answers still win: the store is back and the session was ended elsewhere.
+    flaky.frozen.store(false, Ordering::SeqCst);
+    flaky.inner.delete(&other.id).await.unwrap();
+    assert!(matches!(sessions.load(&other, now).await, Lookup::Missing));
 }
