@@ -443,8 +443,11 @@ fn redirect_location(
 }
 
 /// Headers by which frameworks let a request name another method than its own.
-const METHOD_OVERRIDE_HEADERS: [&str; 3] =
-    ["x-http-method-override", "x-http-method", "x-method-override"];
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Whether the request names another method: an override header, or `_method` in the query
 /// of a POST (Symfony reads it there; a `_method` in a form body cannot be seen here).

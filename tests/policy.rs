@@ -84,7 +84,11 @@ async fn method_overrides_are_refused_where_the_policy_reads_the_method() {
     }
     assert_eq!(up.hits(), 0, "an override reached the upstream");
     // Without an override, and on a route whose policy does not read the method.
-    let r = send("GET /api/items/1?_method=DELETE HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n".into()).await;
+    let r = send(
+        "GET /api/items/1?_method=DELETE HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+            .into(),
+    )
+    .await;
     assert_eq!(r.status, 200, "a GET's query is the app's: {}", r.dump());
     let r = send("GET /any/x HTTP/1.1\r\nHost: app.test\r\nX-HTTP-Method-Override: DELETE\r\nConnection: close\r\n\r\n".into()).await;
     assert_eq!(r.status, 200, "{}", r.dump());
