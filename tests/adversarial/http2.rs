@@ -117,7 +117,31 @@ async fn paths_are_canonical_over_h2(s: Arc<Stack>, k: Kind) {
         let out = c.request(next(), &get_block(&s, k, &path, &[])).await;
         assert_eq!(out.status(), Some(status), "{path}: {}", out.brief());
     }
+    // Bytes a request target cannot carry (HPACK carries any): refused in some HTTP/2 way.
+    for path in [
+        format!("{p}/a b"),
+        format!("{p}/\u{7f}"),
+        format!("{p}/\u{e9}"),
+        format!("{p}/x\t"),
+    ] {
+        let mut fresh = conn(&s).await;
+        let out = fresh.request(1, &get_block(&s, k, &path, &[])).await;
+        assert!(out.is_refusal(), "{path:?}: {}", out.brief());
+    }
     assert_nothing(&s.settled_since(&mark).await, "h2 paths");
+    // A fragment is not part of a target: refused, or dropped before routing and forwarding
+    // alike (the upstream gets the path the decision was made on, never vault's).
+    let mut fresh = conn(&s).await;
+    let path = format!("{p}/x#/../../vault/x");
+    let out = fresh.request(1, &get_block(&s, k, &path, &[])).await;
+    let seen = s.settled_since(&mark).await;
+    if out.is_refusal() {
+        assert_nothing(&seen, "h2 fragment");
+    } else {
+        assert_eq!(out.status(), Some(200), "{path}: {}", out.brief());
+        let one = assert_one(&seen, k.upstream(), &path);
+        assert_eq!(one.path(), format!("{p}/x"), "{path}");
+    }
 }
 
 async fn malformed_header_blocks_are_refused(s: Arc<Stack>, k: Kind) {
