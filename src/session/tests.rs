@@ -92,8 +92,8 @@ async fn deliver(store: &Flaky, event: StoreEvent) {
     }
 }
 
-#[tokio::test]
-async fn cached_sessions_survive_the_subscription_coming_back_before_the_store() {
+/// Sessions over a working [`Flaky`] store, listening, with the subscription up.
+async fn subscribed() -> (Arc<Flaky>, Arc<Sessions>) {
     let flaky = Arc::new(Flaky {
         inner: store::open("memory", StoreOptions::default()).unwrap(),
         down: AtomicBool::new(false),
@@ -103,6 +103,12 @@ async fn cached_sessions_survive_the_subscription_coming_back_before_the_store()
     let sessions = Sessions::new(Arc::clone(&flaky) as Arc<dyn SessionStore>, 100);
     sessions.listen();
     deliver(&flaky, StoreEvent::SubscriptionUp).await;
+    (flaky, sessions)
+}
+
+#[tokio::test]
+async fn cached_sessions_survive_the_subscription_coming_back_before_the_store() {
+    let (flaky, sessions) = subscribed().await;
     let now = SystemTime::now();
     let ticket = sessions.create(&record(now), now).await.unwrap();
     assert!(matches!(
@@ -140,15 +146,7 @@ async fn cached_sessions_survive_the_subscription_coming_back_before_the_store()
 
 #[tokio::test]
 async fn an_unreadable_record_leaves_no_fallback() {
-    let flaky = Arc::new(Flaky {
-        inner: store::open("memory", StoreOptions::default()).unwrap(),
-        down: AtomicBool::new(false),
-        frozen: AtomicBool::new(false),
-        events: broadcast::channel(16).0,
-    });
-    let sessions = Sessions::new(Arc::clone(&flaky) as Arc<dyn SessionStore>, 100);
-    sessions.listen();
-    deliver(&flaky, StoreEvent::SubscriptionUp).await;
+    let (flaky, sessions) = subscribed().await;
     let now = SystemTime::now();
     let ticket = sessions.create(&record(now), now).await.unwrap();
     assert!(matches!(
@@ -174,15 +172,7 @@ async fn an_unreadable_record_leaves_no_fallback() {
 
 #[tokio::test]
 async fn after_a_failure_a_frozen_store_costs_a_cached_session_only_the_short_wait() {
-    let flaky = Arc::new(Flaky {
-        inner: store::open("memory", StoreOptions::default()).unwrap(),
-        down: AtomicBool::new(false),
-        frozen: AtomicBool::new(false),
-        events: broadcast::channel(16).0,
-    });
-    let sessions = Sessions::new(Arc::clone(&flaky) as Arc<dyn SessionStore>, 100);
-    sessions.listen();
-    deliver(&flaky, StoreEvent::SubscriptionUp).await;
+    let (flaky, sessions) = subscribed().await;
     let now = SystemTime::now();
     let ticket = sessions.create(&record(now), now).await.unwrap();
     let other = sessions.create(&record(now), now).await.unwrap();
