@@ -1,8 +1,7 @@
 //! The downstream connection handler in front of the proxy: it gives every connection a
 //! total request-header deadline ([`HeaderDeadline`]; on HTTP/2, per header block) and, on a
-//! plain listener,
-//! sends connections that open with the HTTP/2 preface (h2c) to an HTTP/2-enabled copy of
-//! the proxy. Pingora would otherwise peek for that preface before *every* request of a
+//! plain listener, sends connections that open with the HTTP/2 preface (h2c) to an
+//! HTTP/2-enabled copy of the proxy. Pingora would otherwise peek for that preface before *every* request of a
 //! kept-alive connection (an extra syscall each; ~13% of req/s measured), although a
 //! connection that started as HTTP/1 never turns into h2c.
 

@@ -882,9 +882,8 @@ impl ProxyHttp for Gatehouse {
     /// access line (`error`) and `gatehouse_upstream_errors_total` already; a line each would
     /// flood the log during an upstream outage (one per request, ~600 bytes). Internal errors
     /// are still logged.
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
-        !matches!(ctx.error, Some("internal") | None)
-            && !matches!(e.esource(), pingora_error::ErrorSource::Internal)
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _e: &Error) -> bool {
+        ctx.error.is_some_and(|kind| kind != "internal")
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
