@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use http::{header, Response, StatusCode};
 use pingora_core::{apps::http_app::ServeHttp, protocols::http::ServerSession};
 
-use crate::snapshot::Shared;
+use crate::{session::seal::constant_time_eq, snapshot::Shared};
 
 /// The admin HTTP application.
 pub struct Admin {
@@ -53,11 +53,6 @@ impl Admin {
         constant_time_eq(user, expected.user.as_bytes())
             & constant_time_eq(password, expected.password.as_bytes())
     }
-}
-
-/// Equality whose time depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[async_trait]

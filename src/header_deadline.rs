@@ -41,6 +41,16 @@ use crate::raw_head::{self, Rejection};
 mod h2_frames;
 use h2_frames::H2Frames;
 
+/// The time a request header may take: `request_header_timeout`, where zero turns the
+/// deadline off (every head is still checked).
+pub fn allowance(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        timeout
+    }
+}
+
 /// Called with the status of every head refused by [`raw_head::check`] (for metrics).
 pub type RejectHook = Arc<dyn Fn(u16) + Send + Sync>;
 
@@ -71,8 +81,9 @@ pub struct HeaderDeadline {
     /// Created on the first header read that has to wait, then reset: no timer is touched
     /// when a header arrives in one read (the common case).
     timer: Option<Pin<Box<Sleep>>>,
-    /// The part of a head read so far, when it spans several reads.
+    /// The part of a head read so far, when it spans several reads, and its line feeds.
     head: Vec<u8>,
+    head_lines: usize,
     /// A refused head's response still being written (then the reader gets end-of-stream).
     rejecting: Option<(Vec<u8>, usize)>,
     on_reject: Option<RejectHook>,
@@ -98,18 +109,13 @@ impl HeaderDeadline {
         } else {
             Phase::Idle
         };
-        // No deadline still means every head is checked.
-        let timeout = if timeout.is_zero() {
-            Duration::from_secs(365 * 24 * 3600)
-        } else {
-            timeout
-        };
         HeaderDeadline {
             inner,
-            timeout,
+            timeout: allowance(timeout),
             phase,
             timer: None,
             head: Vec::new(),
+            head_lines: 0,
             rejecting: None,
             on_reject: None,
         }
@@ -201,11 +207,13 @@ impl HeaderDeadline {
                 self.head.extend_from_slice(&read[..end]);
                 let verdict = raw_head::check(&self.head);
                 self.head.clear();
+                self.head_lines = 0;
                 verdict
             }
             Seen::Partial => {
                 self.head.extend_from_slice(read);
-                raw_head::check_partial(&self.head)
+                self.head_lines += read.iter().filter(|&&b| b == b'\n').count();
+                raw_head::check_partial(self.head.len(), self.head_lines)
             }
         }
     }

@@ -138,6 +138,9 @@ pub struct StoreMetrics {
 #[derive(Clone)]
 pub struct IdpMetrics([[IntCounter; 2]; 6]);
 
+/// Decision counters per decision kind: one per reason, and one for none.
+const REASON_SLOTS: usize = Reason::ALL.len() + 1;
+
 /// The handles of one route (or of "no route"), made once per snapshot build. Request
 /// counters are resolved eagerly; the rest on first use.
 pub struct RouteMetrics {
@@ -147,7 +150,7 @@ pub struct RouteMetrics {
     upstream_duration: OnceLock<Histogram>,
     upstream_errors: [OnceLock<IntCounter>; 9],
     /// Indexed by decision × (first reason, or none).
-    decisions: OnceLock<Box<[OnceLock<IntCounter>; 3 * 33]>>,
+    decisions: OnceLock<Box<[OnceLock<IntCounter>; 3 * REASON_SLOTS]>>,
     // Families the lazy handles come from (cheap clones of `Arc`s).
     families: RouteFamilies,
 }
@@ -531,6 +534,15 @@ impl IdpMetrics {
 impl RouteMetrics {
     /// Counts one answered request with HTTP status `status` that took `seconds`.
     pub fn observe(&self, status: u16, seconds: f64) {
+        self.count(status);
+        self.duration
+            .get_or_init(|| self.families.duration.with_label_values(&[&self.route]))
+            .observe(seconds);
+    }
+
+    /// Counts one answered request whose duration is not known (a head refused before
+    /// parsing): it adds no sample to the duration histogram.
+    pub fn count(&self, status: u16) {
         let class = match status {
             100..=199 => 0,
             200..=299 => 1,
@@ -539,9 +551,6 @@ impl RouteMetrics {
             _ => 4,
         };
         self.requests[class].inc();
-        self.duration
-            .get_or_init(|| self.families.duration.with_label_values(&[&self.route]))
-            .observe(seconds);
     }
 
     /// Records the time from choosing a backend to its response headers.
@@ -569,7 +578,8 @@ impl RouteMetrics {
     /// Counts one authorization decision, labelled with its first reason.
     pub fn decision(&self, decision: DecisionKind, reasons: Reasons) {
         let first = reasons.iter().next();
-        let slot = decision as usize * 33 + first.map_or(32, |r| r as usize);
+        let slot =
+            decision as usize * REASON_SLOTS + first.map_or(REASON_SLOTS - 1, |r| r as usize);
         let all = self
             .decisions
             .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));

@@ -84,6 +84,9 @@ impl Gatehouse {
             Ok(c) => c,
             Err(e) => return Next::Answer(400, Some(e.as_str())),
         };
+        if let std::borrow::Cow::Owned(p) = &canonical.path {
+            ctx.canonical_path = Some(p.clone());
+        }
         if self.tls {
             if let Some(sni) = tls_info(session).and_then(|t| t.server_name.as_deref()) {
                 if !sni.eq_ignore_ascii_case(authority.host) {
@@ -244,17 +247,7 @@ fn identity_headers(
     if !pass {
         return Vec::new();
     }
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.host())
-        .unwrap_or_default();
-    let audience = canonical_host(
-        host.rsplit_once(':')
-            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']'))
-            .map_or(host, |(h, _)| h),
-    );
+    let audience = lowercase(request::host(req).unwrap_or_default());
     let issuer = identity
         .authenticate_service_url
         .as_ref()
@@ -283,11 +276,10 @@ fn identity_headers(
     out
 }
 
-/// The host as routed, whatever the client's spelling: lower case, no trailing dot (borrowed
-/// when it already is). An assertion's audience must not vary with the spelling: each would be
-/// one more token to sign and cache, and a strict verifier would refuse it.
-fn canonical_host(host: &str) -> std::borrow::Cow<'_, str> {
-    let host = host.strip_suffix('.').unwrap_or(host);
+/// The host as routed, whatever the client's spelling of its case (borrowed when already lower
+/// case). An assertion's audience must not vary with the spelling: each would be one more
+/// token to sign and cache, and a strict verifier would refuse it.
+fn lowercase(host: &str) -> std::borrow::Cow<'_, str> {
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())
     } else {
@@ -484,7 +476,6 @@ fn upstream_error_kind(e: &Error) -> UpstreamErrorKind {
         T::InvalidHTTPHeader | T::H1Error | T::H2Error | T::H2Downgrade | T::InvalidH2 => {
             UpstreamErrorKind::Protocol
         }
-        t if *t == respond::NO_HEALTHY_UPSTREAM => UpstreamErrorKind::NoHealthyBackend,
         _ => UpstreamErrorKind::Other,
     }
 }
@@ -500,13 +491,11 @@ fn write_access_line(
         return;
     };
     let req = session.req_header();
-    let raw = std::str::from_utf8(req.raw_path()).unwrap_or("");
-    // The canonical path, never the query (it carries codes, states and tokens).
-    let canonical = path::canonicalize(raw).ok();
-    let path = match &canonical {
-        Some(c) => &*c.path,
-        None => raw.split('?').next().unwrap_or(""),
-    };
+    // The canonical path (as routed), never the query (it carries codes, states and tokens).
+    let path = ctx.canonical_path.as_deref().unwrap_or_else(|| {
+        let raw = std::str::from_utf8(req.raw_path()).unwrap_or("");
+        raw.split('?').next().unwrap_or("")
+    });
     let host = req
         .headers
         .get(http::header::HOST)
@@ -518,7 +507,6 @@ fn write_access_line(
         None => (None, Reasons::EMPTY),
     };
     let entry = access_log::Entry {
-        time: None,
         request_id: ctx.request_id(),
         route: ctx.route.map(|r| snap.config.routes[r].name.as_str()),
         method: req.method.as_str(),
@@ -856,18 +844,20 @@ impl ProxyHttp for Gatehouse {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let status = respond::status_for_error(e);
-        ctx.error = Some(match e.esource() {
-            pingora_error::ErrorSource::Upstream => upstream_error_kind(e).as_str(),
-            pingora_error::ErrorSource::Downstream => "client",
-            _ if e.etype() == &respond::NO_HEALTHY_UPSTREAM => "no_healthy_backend",
-            _ => "internal",
-        });
-        if e.etype() == &respond::NO_HEALTHY_UPSTREAM {
+        ctx.error = Some(if e.etype() == &respond::NO_HEALTHY_UPSTREAM {
+            // Raised before any connection attempt: `fail_to_connect` did not count it.
             if let Some(snap) = ctx.snapshot.as_ref() {
                 snap.route_metrics(ctx.route)
                     .upstream_error(UpstreamErrorKind::NoHealthyBackend);
             }
-        }
+            UpstreamErrorKind::NoHealthyBackend.as_str()
+        } else {
+            match e.esource() {
+                pingora_error::ErrorSource::Upstream => upstream_error_kind(e).as_str(),
+                pingora_error::ErrorSource::Downstream => "client",
+                _ => "internal",
+            }
+        });
         if status > 0 && session.response_written().is_none() {
             // The client may be gone; nothing more to do if this write fails.
             let _ = respond::error_page(session, ctx, status, None).await;

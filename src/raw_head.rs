@@ -121,22 +121,22 @@ pub fn check(head: &[u8]) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Checks the start of a head that has not ended yet, so that an oversized one is refused
-/// as soon as it is one: a request line longer than a target may be → 414, more bytes or
-/// lines than a head may have → 431.
-pub fn check_partial(head: &[u8]) -> Result<(), Rejection> {
-    let request_line_ended = head.contains(&b'\n');
-    if !request_line_ended && head.len() > MAX_TARGET_BYTES + 64 {
+/// Checks the start of a head that has not ended yet (`len` bytes so far, `lines` line feeds
+/// among them; the caller counts them as the bytes arrive, so a head trickled in byte by byte
+/// is not rescanned), so that an oversized one is refused as soon as it is one: a request
+/// line longer than a target may be → 414, more bytes or lines than a head may have → 431.
+pub fn check_partial(len: usize, lines: usize) -> Result<(), Rejection> {
+    if lines == 0 && len > MAX_TARGET_BYTES + 64 {
         return Err(Rejection {
             status: 414,
             reason: "uri-too-long",
         });
     }
-    if head.len() > MAX_HEAD_BYTES {
+    if len > MAX_HEAD_BYTES {
         return Err(TOO_LARGE);
     }
     // The parser gives up at 256 fields even before the head ends.
-    if head.iter().filter(|&&b| b == b'\n').count() > MAX_HEADERS + 1 {
+    if lines > MAX_HEADERS + 1 {
         return Err(Rejection {
             status: 431,
             reason: "too-many-headers",
@@ -357,19 +357,20 @@ mod tests {
         let big = head(&format!("X-Big: {}\r\n", "v".repeat(MAX_HEAD_BYTES)));
         assert_eq!(check(&big).unwrap_err(), TOO_LARGE);
         // Unfinished heads: refused as soon as they are too long.
-        assert_eq!(check_partial(&big[..big.len() - 4]).unwrap_err(), TOO_LARGE);
+        let partial = |h: &[u8]| check_partial(h.len(), h.iter().filter(|&&b| b == b'\n').count());
+        assert_eq!(partial(&big[..big.len() - 4]).unwrap_err(), TOO_LARGE);
         assert_eq!(
-            check_partial(format!("GET /{}", "a".repeat(MAX_TARGET_BYTES + 100)).as_bytes())
+            partial(format!("GET /{}", "a".repeat(MAX_TARGET_BYTES + 100)).as_bytes())
                 .unwrap_err()
                 .status,
             414
         );
-        assert_eq!(check_partial(b"GET /x HTTP/1.1\r\nHost: a"), Ok(()));
+        assert_eq!(partial(b"GET /x HTTP/1.1\r\nHost: a"), Ok(()));
         let lines: String = (0..MAX_HEADERS + 2)
             .map(|i| format!("X-{i}: v\r\n"))
             .collect();
         assert_eq!(
-            check_partial(format!("GET / HTTP/1.1\r\n{lines}").as_bytes())
+            partial(format!("GET / HTTP/1.1\r\n{lines}").as_bytes())
                 .unwrap_err()
                 .status,
             431

@@ -408,8 +408,8 @@ impl Sessions {
 
     /// Makes every session cached until now be re-read before it is served again.
     fn mark_all_stale(&self) {
-        let now = u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.missed_before_ns.fetch_max(now, Ordering::AcqRel);
+        self.missed_before_ns
+            .fetch_max(self.nanos_since_created(), Ordering::AcqRel);
     }
 
     /// Stores a new session and returns its ticket (a fresh id every time).

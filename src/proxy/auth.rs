@@ -19,7 +19,9 @@ use crate::{
     auth::{Auth, AuthKeys, MachineLookup},
     authn::oidc::{AuthnError, LoginState},
     config::{Config, SameSite},
-    session::{self, Loaded, Lookup, Purpose, SessionKind, SessionRecord, Ticket},
+    session::{
+        self, seal::constant_time_eq, Loaded, Lookup, Purpose, SessionKind, SessionRecord, Ticket,
+    },
 };
 
 /// The login-state cookie lives this long (the time a person has to sign in at the IdP).
@@ -27,7 +29,7 @@ const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
 /// Handoff codes and sign-in hops expire after this.
 const HANDOFF_TTL: Duration = Duration::from_secs(60);
 /// Suffix of the login-state cookie's name.
-pub(super) const LOGIN_COOKIE_SUFFIX: &str = "_login";
+const LOGIN_COOKIE_SUFFIX: &str = "_login";
 /// Sealing context of the one-time handoff code in `/.gatehouse/callback?code=…`.
 const HANDOFF_CODE_CONTEXT: &[u8] = b"handoff-code";
 /// The query parameter a programmatic login's callback receives its token in.
@@ -183,6 +185,14 @@ fn cookie_value<'a>(pair: &'a [u8], name: &str) -> Option<&'a [u8]> {
     (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
 }
 
+/// Whether `cookie` names one of gatehouse's cookies: the session cookie `name` or its
+/// login-state cookie.
+pub(super) fn is_our_cookie(cookie: &[u8], name: &str) -> bool {
+    cookie
+        .strip_prefix(name.as_bytes())
+        .is_some_and(|rest| rest.is_empty() || rest == LOGIN_COOKIE_SUFFIX.as_bytes())
+}
+
 /// The token of `Authorization: Bearer …`.
 fn bearer_token(req: &RequestHeader) -> Option<&str> {
     let value = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -193,9 +203,11 @@ fn bearer_token(req: &RequestHeader) -> Option<&str> {
 /// The Cookie header without our cookies (None: nothing of ours was in it; Some(None):
 /// nothing else was). Byte-wise, like `cookie_values`: whatever we would read is removed.
 pub(super) fn strip_our_cookies(value: &HeaderValue, name: &str) -> Option<Option<HeaderValue>> {
-    let login = format!("{name}{LOGIN_COOKIE_SUFFIX}");
-    let ours =
-        |pair: &[u8]| cookie_value(pair, name).is_some() || cookie_value(pair, &login).is_some();
+    let ours = |pair: &[u8]| {
+        pair.iter()
+            .position(|&b| b == b'=')
+            .is_some_and(|eq| is_our_cookie(pair[..eq].trim_ascii(), name))
+    };
     let pairs = value.as_bytes().split(|&b| b == b';');
     if !pairs.clone().any(ours) {
         return None;
@@ -897,10 +909,6 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn set_cookie(

@@ -24,6 +24,8 @@ pub struct RequestCtx {
     /// The canonical path + query when it differs from what the client sent, or when a
     /// rewrite applies; None: forward the request target unchanged.
     pub canonical_target: Option<String>,
+    /// The canonical path when it differs from the path as sent (for the access log).
+    pub canonical_path: Option<String>,
     /// Length of the route's matched prefix in the canonical path (for `prefix_rewrite`).
     pub matched_prefix_len: usize,
     /// The backend chosen for the current attempt.
@@ -77,6 +79,7 @@ impl RequestCtx {
             request_id_header: None,
             route: None,
             canonical_target: None,
+            canonical_path: None,
             matched_prefix_len: 0,
             selected: None,
             tried: 0,

@@ -205,10 +205,7 @@ pub(super) fn strip_our_set_cookies(resp: &mut ResponseHeader, name: &str) {
             .split(|b| *b == b'=')
             .next()
             .unwrap_or_default();
-        let cookie = cookie.trim_ascii();
-        cookie.strip_prefix(name.as_bytes()).is_some_and(|rest| {
-            rest.is_empty() || rest == super::auth::LOGIN_COOKIE_SUFFIX.as_bytes()
-        })
+        super::auth::is_our_cookie(cookie.trim_ascii(), name)
     };
     if !resp.headers.get_all(header::SET_COOKIE).iter().any(ours) {
         return;

@@ -113,6 +113,21 @@ pub(super) fn inspect(
     Ok((authority, target))
 }
 
+/// The host a request that passed [`inspect`] is addressed to: without port or trailing dot,
+/// case as sent; an IPv6 literal in brackets, as in a URL.
+pub(super) fn host(req: &RequestHeader) -> Option<&str> {
+    let authority = match req.uri.authority() {
+        Some(a) => a.as_str(),
+        None => req.headers.get(header::HOST)?.to_str().ok()?,
+    };
+    let host = parse_authority(authority, 0).ok()?.host;
+    Some(if authority.starts_with('[') {
+        &authority[..host.len() + 2]
+    } else {
+        host
+    })
+}
+
 /// Rejects ambiguous message framing: Content-Length with Transfer-Encoding, several or
 /// malformed Content-Length values, and chunked on HTTP/1.0. Pingora's HTTP/1 parser already
 /// resolves or refuses these before this runs; the check stays for HTTP/2 requests (whose

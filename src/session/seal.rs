@@ -155,6 +155,11 @@ fn additional_data(purpose: Purpose, context: &[u8]) -> Vec<u8> {
     aad
 }
 
+/// Equality whose time depends only on the lengths (BoringSSL's comparison).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && boring::memcmp::eq(a, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
