@@ -286,7 +286,7 @@ async fn metrics_and_access_log_follow_a_scripted_sequence() {
     assert_eq!(allowed["decision"], "allow");
     assert_eq!(allowed["path"], "/admin/x", "the query is never logged");
     assert_eq!(allowed["upstream"], upstream.addr.to_string());
-    assert!(allowed["upstream_duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(allowed["upstream_duration_ms"].is_f64(), "{allowed}");
     assert!(
         allowed["duration_ms"].as_f64().unwrap()
             >= allowed["upstream_duration_ms"].as_f64().unwrap()

@@ -249,6 +249,7 @@ async fn connection_nominations_cannot_remove_what_gatehouse_adds(s: Arc<Stack>,
         );
         assert_identity(&one, k);
     }
+    assert!(forwarded > 0, "every nominated Connection was refused");
     let all = s.settled_since(&start).await;
     assert_eq!(all.len(), forwarded, "late arrivals: {}", describe(&all));
 }
@@ -595,6 +596,14 @@ async fn configuration_cannot_inject_headers(_s: Arc<Stack>) {
             "insecure_server: true\naddress: 127.0.0.1:8080\nroutes:\n  - from: http://a.test\n    to: http://127.0.0.1:9\n    allow_public_unauthenticated_access: true\n    {extra}\n"
         )
     };
+    // The same configuration without the bad value is accepted: each refusal below is for
+    // the value it names.
+    let (code, out) = check(&route("set_request_headers: {X-User: \"a\"}"));
+    assert_eq!(
+        code,
+        Some(0),
+        "the control configuration was refused: {out}"
+    );
     for (yaml, what) in [
         (route("set_request_headers: {X-User: \"a\\r\\nX-Admin: 1\"}"), "CRLF in a request header value"),
         (route("set_request_headers: {X-User: \"a\\nX-Admin: 1\"}"), "LF in a request header value"),
@@ -611,21 +620,26 @@ async fn configuration_cannot_inject_headers(_s: Arc<Stack>) {
             "CRLF in a claim header name",
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gatehouse.yaml");
-        std::fs::write(&path, &yaml).unwrap();
-        let out = std::process::Command::new(binary())
-            .arg("check")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{what} was accepted:\n{yaml}\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, out) = check(&yaml);
+        assert_eq!(code, Some(1), "{what} was accepted:\n{yaml}\n{out}");
     }
+}
+
+/// `gatehouse check` on `yaml`: its exit code and what it printed.
+fn check(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = std::process::Command::new(binary())
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
 }

@@ -421,6 +421,7 @@ async fn the_store_contents_are_no_credential(s: Arc<Stack>) {
         }
     }
     let mark = s.mark();
+    assert!(!candidates.is_empty(), "no key or value read from Redis");
     for c in &candidates {
         for header in [
             format!("Cookie: {COOKIE}={c}\r\n"),

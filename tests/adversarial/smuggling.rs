@@ -8,7 +8,8 @@ use std::{sync::Arc, time::Duration};
 use crate::kind_cases;
 use crate::runner::Report;
 use crate::stack::{
-    assert_consistent, assert_nothing, describe, lossy, Kind, Options, Seen, Stack,
+    assert_consistent, assert_nothing, assert_trailers_dropped, describe, lossy, Kind, Options,
+    Seen, Stack,
 };
 use crate::support::RawConn;
 
@@ -342,19 +343,7 @@ Transfer-Encoding: identity\r\nHost: evil.example\r\nX-Forwarded-For: 10.0.0.1\r
     let (_, after, seen) = converse(&s, req.as_bytes(), None).await;
     assert_not_smuggled(&seen, "trailers");
     assert!(after.is_empty(), "{after:?}");
-    for one in &seen {
-        let trailers = one.req["trailers"].to_string();
-        assert!(
-            !one.raw_head().contains("forged") && !trailers.contains("forged"),
-            "trailer fields reached the upstream: {} {trailers}",
-            one.raw_head()
-        );
-        assert!(
-            !trailers.contains("evil.example") && !trailers.contains("10.0.0.1"),
-            "{trailers}"
-        );
-        assert_eq!(one.req["body_len"], 5, "{}", one.raw_head());
-    }
+    seen.iter().for_each(assert_trailers_dropped);
 }
 
 async fn odd_request_lines_are_refused_or_consistent(s: Arc<Stack>, k: Kind) {

@@ -451,6 +451,23 @@ pub fn assert_nothing(seen: &[Seen], what: &str) {
     );
 }
 
+/// Forged trailer fields (`forged` values, `Host: evil.example`, `X-Forwarded-For:
+/// 10.0.0.1`) reached the upstream neither as headers nor as trailers, and the 5-byte body did.
+#[track_caller]
+pub fn assert_trailers_dropped(one: &Seen) {
+    let trailers = one.req["trailers"].to_string();
+    assert!(
+        !one.raw_head().contains("forged") && !trailers.contains("forged"),
+        "trailer fields reached the upstream: {} {trailers}",
+        one.raw_head()
+    );
+    assert!(
+        !trailers.contains("evil.example") && !trailers.contains("10.0.0.1"),
+        "{trailers}"
+    );
+    assert_eq!(one.req["body_len"], 5, "{}", one.raw_head());
+}
+
 /// Exactly one request reached an upstream, and it was `upstream`; returns it.
 #[track_caller]
 pub fn assert_one(seen: &[Seen], upstream: &str, what: &str) -> Seen {
