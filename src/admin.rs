@@ -61,14 +61,17 @@ impl ServeHttp for Admin {
         let path = session.req_header().uri.path();
         let (status, content_type, body) = match path {
             "/metrics" if !self.authorized(session) => {
-                let mut resp = Response::new(b"authentication required\n".to_vec());
+                let body = b"authentication required\n";
+                let mut resp = Response::new(body.to_vec());
                 *resp.status_mut() = StatusCode::UNAUTHORIZED;
                 resp.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     header::HeaderValue::from_static("Basic realm=\"gatehouse metrics\""),
                 );
-                resp.headers_mut()
-                    .insert(header::CONTENT_LENGTH, header::HeaderValue::from(24));
+                resp.headers_mut().insert(
+                    header::CONTENT_LENGTH,
+                    header::HeaderValue::from(body.len()),
+                );
                 return resp;
             }
             "/metrics" => {
