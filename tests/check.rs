@@ -6,23 +6,7 @@ mod support;
 
 use std::process::Command;
 
-fn check(yaml: &str) -> (i32, String, std::path::PathBuf, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gatehouse.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(support::binary())
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text, path, dir)
-}
+use support::check_config as check;
 
 /// The output line reporting `line` of `path`, which must name `key_path`.
 fn line_for<'a>(out: &'a str, path: &std::path::Path, line: u32, key_path: &str) -> &'a str {

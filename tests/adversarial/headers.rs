@@ -10,7 +10,7 @@ use crate::runner::Report;
 use crate::stack::{
     assert_nothing, assert_one, describe, lossy, Kind, Options, Seen, Stack, COOKIE,
 };
-use crate::support::binary;
+use crate::support::check_config;
 use crate::{cases, kind_cases};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -598,12 +598,8 @@ async fn configuration_cannot_inject_headers(_s: Arc<Stack>) {
     };
     // The same configuration without the bad value is accepted: each refusal below is for
     // the value it names.
-    let (code, out) = check(&route("set_request_headers: {X-User: \"a\"}"));
-    assert_eq!(
-        code,
-        Some(0),
-        "the control configuration was refused: {out}"
-    );
+    let (code, out, ..) = check_config(&route("set_request_headers: {X-User: \"a\"}"));
+    assert_eq!(code, 0, "the control configuration was refused: {out}");
     for (yaml, what) in [
         (route("set_request_headers: {X-User: \"a\\r\\nX-Admin: 1\"}"), "CRLF in a request header value"),
         (route("set_request_headers: {X-User: \"a\\nX-Admin: 1\"}"), "LF in a request header value"),
@@ -620,26 +616,7 @@ async fn configuration_cannot_inject_headers(_s: Arc<Stack>) {
             "CRLF in a claim header name",
         ),
     ] {
-        let (code, out) = check(&yaml);
-        assert_eq!(code, Some(1), "{what} was accepted:\n{yaml}\n{out}");
+        let (code, out, ..) = check_config(&yaml);
+        assert_eq!(code, 1, "{what} was accepted:\n{yaml}\n{out}");
     }
-}
-
-/// `gatehouse check` on `yaml`: its exit code and what it printed.
-fn check(yaml: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gatehouse.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = std::process::Command::new(binary())
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }

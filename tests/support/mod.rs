@@ -51,6 +51,26 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_gatehouse")
 }
 
+/// `gatehouse check -c FILE` on `yaml` written to a fresh file: the exit code (-1 if killed),
+/// what it printed, the file's path and its directory (removed on drop).
+pub fn check_config(yaml: &str) -> (i32, String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = std::process::Command::new(binary())
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text, path, dir)
+}
+
 /// A running `gatehouse run -c FILE`, killed on drop. Its output goes to `gatehouse.log` in
 /// its tempdir and is printed when the test thread panics.
 pub struct Gatehouse {
