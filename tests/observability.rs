@@ -111,7 +111,7 @@ async fn metrics_and_access_log_follow_a_scripted_sequence() {
     // Allowed (alice is in admins), denied (bob is not), anonymous API client, dead upstream.
     assert_eq!(
         alice
-            .open(&format!("{origin}/admin/x?code=abc&state=def"))
+            .open(&format!("{origin}/admin/x?code=query-secret&state=def"))
             .await
             .status,
         200
@@ -312,7 +312,8 @@ async fn metrics_and_access_log_follow_a_scripted_sequence() {
         cookie.as_str(),
         "code=",
         "state=",
-        "abc",
+        // (A query value that cannot occur in a hex request id by chance, as "abc" did.)
+        "query-secret",
         "Bearer",
         "_gatehouse=",
     ] {
